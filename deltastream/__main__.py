@@ -1,0 +1,3 @@
+from deltastream.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""The `deltastream` command line."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import NoReturn, Optional
+
+import typer
+from pydantic import ValidationError
+
+from deltastream.settings import Settings, get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="DeltaStream: options market data through Kafka, end to end.")
+topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
+schemas_app = typer.Typer(no_args_is_help=True, help="Published JSON Schemas.")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.secho(f"deltastream: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or a one-line reason per bad variable and exit 2."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        reasons = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            where = f"DELTASTREAM_{field.upper()}" if field else "settings"
+            reasons.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        fail("configuration error: " + "; ".join(reasons))
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def up(servers_only: bool = typer.Option(False, "--servers-only", help="Start only Kafka, MongoDB, Redis.")) -> None:
+    """Start the embedded servers and the whole pipeline; Ctrl-C stops everything."""
+    from deltastream.runtime.servers import MissingServerBinary
+    from deltastream.runtime.up import StartupError, run_up
+
+    settings = load_settings()
+    try:
+        code = run_up(settings, with_pipeline=not servers_only)
+    except (StartupError, MissingServerBinary) as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(timeout: float = typer.Option(2.0, help="Seconds to wait for each component.")) -> None:
+    """Report each component as up or down (exit 1 if any is down)."""
+    from deltastream.runtime.status import collect_status, render_status
+
+    results = collect_status(load_settings(), timeout)
+    typer.echo(render_status(results))
+    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+
+
+@topics_app.command("create")
+def topics_create(prefix: Optional[str] = typer.Option(None, help="Topic name prefix, e.g. replay.")) -> None:
+    """Create every DeltaStream topic that does not exist yet."""
+    from deltastream.runtime.probes import wait_ready
+    from deltastream.runtime.topics import ensure_topics
+
+    settings = load_settings()
+    try:
+        wait_ready(settings, ("kafka",), timeout=30)
+    except TimeoutError as exc:
+        fail(str(exc))
+    created = ensure_topics(settings, prefix)
+    typer.echo(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """List the topic registry: name, partitions, schema."""
+    from schemas.topics import topic_specs
+
+    for spec in topic_specs(load_settings().topic_prefix):
+        typer.echo(f"{spec.name:<28} {spec.partitions:>3}  {spec.schema.SCHEMA:<24} key={spec.key}")
+
+
+@schemas_app.command("export")
+def schemas_export(check: bool = typer.Option(False, "--check", help="Only verify the files are current.")) -> None:
+    """Write one JSON Schema file per record into schemas/json/."""
+    from schemas.export import main as export_main
+
+    raise typer.Exit(export_main(["--check"] if check else []))
+
+
+@app.command()
+def feed(
+    snapshots: Optional[int] = typer.Option(None, min=1, help="Stop after this many market snapshots."),
+    simulated: bool = typer.Option(False, "--simulated", help="Simulated clock: publish flat out, no sleeping."),
+    start: Optional[str] = typer.Option(None, help="Simulated clock start, ISO-8601 (with --simulated)."),
+) -> None:
+    """Run the synthetic market feed into Kafka (settings: DELTASTREAM_FEED_*, _PRODUCTS)."""
+    import datetime as dt
+
+    from producers.feed.run import FeedOptions, run_feed, synthetic_provider
+
+    settings = load_settings()
+    setup_logging(settings)
+    try:
+        start_at = dt.datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None
+        if start_at is not None and start_at.tzinfo is None:
+            start_at = start_at.replace(tzinfo=dt.timezone.utc)
+        options = FeedOptions(snapshots=snapshots, realtime=not simulated, start=start_at)
+        provider = synthetic_provider(settings, options)
+    except ValueError as exc:  # unknown product, bad date, bad market parameters
+        fail(f"feed: {exc}")
+    try:
+        stats = run_feed(settings, options, provider)
+    except TimeoutError as exc:
+        fail(str(exc))
+    raise typer.Exit(0 if stats.failed == 0 else 1)
+
+
+@app.command()
+def serve(service: str = typer.Argument(..., help="api")) -> None:
+    """Run one HTTP service on its configured port."""
+    from gateways.serve import SERVICES, serve as run_service
+
+    if service not in SERVICES:
+        fail(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
+    settings = load_settings()
+    setup_logging(settings)
+    run_service(service, settings)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""All DeltaStream configuration, in one place.
+
+Every value comes from an environment variable with the ``DELTASTREAM_`` prefix (or a
+``.env`` file), e.g. ``DELTASTREAM_KAFKA_BOOTSTRAP=broker:9092``. When the Kafka, MongoDB
+or Redis URL is unset, DeltaStream runs (or expects) its embedded servers on loopback at
+the default ports.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PRODUCTS = ("NIFTY", "BANKNIFTY", "FINNIFTY", "SENSEX", "AAPL", "TSLA", "SPY", "QQQ")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class BrokerProfile(str, Enum):
+    """Client tuning per broker kind (see DESIGN.md, "Known limits")."""
+
+    auto = "auto"
+    embedded = "embedded"  # Tansu: one record per produced batch, short session timeouts
+    kafka = "kafka"  # Apache Kafka: linger + compression for throughput
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DELTASTREAM_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # -- where things live ---------------------------------------------------------
+    data_dir: Path = Path(".deltastream")
+    host: str = "127.0.0.1"  # bind address of the embedded servers and services
+
+    # -- external servers (unset → embedded on loopback) --------------------------
+    kafka_bootstrap: str | None = None
+    mongo_url: str | None = None
+    redis_url: str | None = None
+    mongo_db: str = "deltastream"
+    broker_profile: BrokerProfile = BrokerProfile.auto
+
+    # -- ports ------------------------------------------------------------------------
+    kafka_port: Port = 9092
+    mongo_port: Port = 27017
+    redis_port: Port = 6379
+    api_port: Port = 8000
+    auth_port: Port = 8001
+    socket_port: Port = 8002
+    storage_port: Port = 8003
+    analytics_port: Port = 8004
+    logs_port: Port = 8005
+    ai_port: Port = 8006
+
+    # -- separately deployed services (unset → mounted in the API gateway) ------------
+    auth_url: str | None = None
+    storage_url: str | None = None
+    analytics_url: str | None = None
+    logs_url: str | None = None
+    ai_url: str | None = None
+    loki_url: str | None = None
+
+    # -- security ---------------------------------------------------------------------
+    jwt_secret: str | None = Field(default=None, repr=False)
+    jwt_algorithm: str = "HS256"
+    access_token_minutes: int = Field(default=15, gt=0)
+    refresh_token_days: int = Field(default=7, gt=0)
+    cors_origins: list[str] = ["*"]
+
+    # -- pipeline -------------------------------------------------------------------
+    products: list[str] = list(DEFAULT_PRODUCTS)
+    topic_prefix: str = ""  # e.g. "replay." to run a second, isolated pipeline
+    processor_app_id: str = "deltastream-processors"
+    log_level: str = "INFO"
+
+    # -- synthetic feed -------------------------------------------------------------
+    feed_interval: float = Field(default=1.0, gt=0, description="seconds between market snapshots")
+    feed_strikes_per_side: int = Field(default=10, ge=1, le=500)
+    feed_expiries: int = Field(default=3, ge=1, le=12)
+    feed_seed: int | None = None  # set for a reproducible market
+    feed_time_scale: float = Field(default=1.0, gt=0, description="market seconds per wall second")
+    feed_publish_quotes: bool = True  # per-option records on market.option_quotes
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        for server in v.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {v!r}")
+        return v
+
+    @field_validator("mongo_url")
+    @classmethod
+    def _check_mongo(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if urlsplit(v).scheme not in ("mongodb", "mongodb+srv"):
+            raise ValueError(f"expected mongodb://host:port, got {v!r}")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if urlsplit(v).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"expected redis://host:port[/db], got {v!r}")
+        return v
+
+    @field_validator("products")
+    @classmethod
+    def _check_products(cls, v: list[str]) -> list[str]:
+        cleaned = [p.strip().upper() for p in v if p.strip()]
+        if not cleaned:
+            raise ValueError("at least one product is required")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> "Settings":
+        seen: dict[int, str] = {}
+        for name, port in self.ports().items():
+            if port in seen:
+                raise ValueError(f"{name} and {seen[port]} both use port {port}")
+            seen[port] = name
+        return self
+
+    # -- derived values ---------------------------------------------------------------
+    def ports(self) -> dict[str, int]:
+        """Every listening port by setting name (``kafka_port`` → 9092, ...)."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name.endswith("_port")}
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def embedded_mongo(self) -> bool:
+        return self.mongo_url is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def kafka_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def mongo_uri(self) -> str:
+        return self.mongo_url or f"mongodb://127.0.0.1:{self.mongo_port}"
+
+    @property
+    def redis_uri(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def profile(self) -> BrokerProfile:
+        """The effective broker profile: embedded Tansu unless a Kafka URL is given."""
+        if self.broker_profile is not BrokerProfile.auto:
+            return self.broker_profile
+        return BrokerProfile.embedded if self.embedded_kafka else BrokerProfile.kafka
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def resolved_jwt_secret(self) -> str:
+        """The JWT secret: from the env, else generated once and kept under the data dir."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / "jwt_secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write aside, then link into place: link fails if another process won the
+            # race, so every process ends up reading the same, complete secret.
+            tmp = path.with_name(f".jwt_secret.{os.getpid()}")
+            tmp.write_text(secrets.token_urlsafe(48))
+            tmp.chmod(0o600)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

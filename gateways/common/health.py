@@ -1,0 +1,22 @@
+"""`GET /health` as every DeltaStream service serves it (DESIGN.md)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+
+class Health(BaseModel):
+    status: Literal["healthy", "degraded"]
+    service: str
+
+
+def health_router(service: str) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health", response_model=Health)
+    def health() -> Health:
+        return Health(status="healthy", service=service)
+
+    return router
