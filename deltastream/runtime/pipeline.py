@@ -28,5 +28,6 @@ class ProcessSpec:
 
 def pipeline_processes(settings: Settings) -> list[ProcessSpec]:
     return [
+        ProcessSpec("feed", ["feed"]),
         ProcessSpec("api", ["serve", "api"], settings.api_port, "DELTASTREAM_API_PORT", "/docs"),
     ]

@@ -27,10 +27,12 @@ class ServerSpec:
 
     @property
     def command(self) -> str:
-        """Shell form for honcho; `exec` so the signal reaches the server itself."""
+        """Shell form for honcho: the server behind a wrapper that stops it a little after
+        the pipeline processes, so they can flush and commit into it (see `graceful`)."""
         import shlex
 
-        return "exec " + shlex.join(self.argv)
+        wrapper = [sys.executable, "-m", "deltastream.runtime.graceful", "--grace", "2", "--"]
+        return "exec " + shlex.join(wrapper + self.argv)
 
 
 def _package_dir(module: str) -> Path:

@@ -38,6 +38,21 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
                           capture_output=True, text=True, timeout=timeout)
 
 
+def stop_tree(proc: subprocess.Popen, children: list[psutil.Process]) -> None:
+    """Teardown for a failed test: honcho's children run in their own sessions, so a
+    SIGKILL of `up` alone would orphan them."""
+    if proc.poll() is None:
+        children.extend(psutil.Process(proc.pid).children(recursive=True))
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    for child in children:
+        if child.is_running():
+            child.kill()
+
+
 def wait_all_up(settings: Settings, services: tuple[str, ...], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -58,6 +73,7 @@ def test_up_starts_everything_and_stops_clean(tmp_path, stop_signal, args, servi
     log = open(tmp_path / "up.log", "w+")
     up = subprocess.Popen([sys.executable, "-m", "deltastream", *args], env=env, cwd=tmp_path,
                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    children: list[psutil.Process] = []
     try:
         wait_all_up(settings, services)
         # the "what runs where" table is printed once the servers answer
@@ -70,12 +86,12 @@ def test_up_starts_everything_and_stops_clean(tmp_path, stop_signal, args, servi
         assert len(children) >= 3
         up.send_signal(stop_signal)
         up.wait(timeout=30)
+        # measured before any teardown, which would clean up after a failure
+        leftovers = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        bound = [p for p in settings.ports().values() if port_in_use(settings.host, p)]
     finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-    leftovers = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        stop_tree(up, children)
     assert leftovers == [], f"orphans: {leftovers}"
-    bound = [p for name, p in settings.ports().items() if port_in_use(settings.host, p)]
     assert bound == [], f"ports still bound: {bound}\n{Path(log.name).read_text()[-2000:]}"
 
 
