@@ -120,7 +120,7 @@ Expiry = Annotated[
 Number = Annotated[float, Strict()]  # int or float, not "1.5"; NaN/inf rejected (config)
 Price = Annotated[float, Strict(), Field(ge=0)]
 Positive = Annotated[float, Strict(), Field(gt=0)]
-Count = Annotated[int, Strict(), BeforeValidator(_int_like), Field(ge=0)]
+Count = Annotated[int, Strict(), Field(ge=0), BeforeValidator(_int_like)]
 MaybeNumber = Annotated[Number | None, BeforeValidator(_nan_to_none)]
 MaybePrice = Annotated[Price | None, BeforeValidator(_nan_to_none)]
 MaybePositive = Annotated[Positive | None, BeforeValidator(_nan_to_none)]
@@ -317,7 +317,7 @@ class OhlcBar(Record):
     low: Price
     close: Price
     volume: Count
-    num_ticks: Annotated[int, Strict(), BeforeValidator(_int_like), Field(ge=1)]
+    num_ticks: Annotated[int, Strict(), Field(ge=1), BeforeValidator(_int_like)]
     start_time: Timestamp
     end_time: Timestamp
     final: Annotated[bool, Strict()]

@@ -1,7 +1,12 @@
-"""The topic registry: every DeltaStream topic, its record schema, key and retention."""
+"""The topic registry: every DeltaStream topic with its record schema, key and retention.
+
+Topics are created from this registry (`deltastream.runtime.topics`); a second, isolated
+pipeline (e.g. replay) uses the same specs under a name prefix (`topic_specs("replay.")`).
+"""
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from schemas.records import (ChainAnalytics, DlqRecord, EnrichedUnderlying, LogRecord, NewsItem,
@@ -15,10 +20,11 @@ ANALYTICS_UNDERLYING = "analytics.underlying"
 ANALYTICS_CHAIN = "analytics.chain"
 ANALYTICS_OHLC = "analytics.ohlc"
 ANALYTICS_VOL_SURFACE = "analytics.vol_surface"
-DLQ = "deltastream.dlq"
-LOGS = "deltastream.logs"
+DELTASTREAM_DLQ = "deltastream.dlq"
+DELTASTREAM_LOGS = "deltastream.logs"
 
 _HOUR_MS = 3_600_000
+_LEGAL_PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")  # Kafka's topic-name alphabet
 
 
 @dataclass(frozen=True)
@@ -26,30 +32,45 @@ class TopicSpec:
     name: str
     schema: type[Record]
     partitions: int
-    key: str  # what the message key is
-    description: str
-    config: dict[str, str] = field(default_factory=dict)
+    key: str  # what the message key holds
+    config: dict[str, str] = field(default_factory=dict, hash=False)  # topic-level configs
+    description: str = ""
 
 
 def _retention(hours: int) -> dict[str, str]:
-    # The embedded broker holds topics in memory: bound what it keeps.
+    # The embedded broker keeps topics in memory, so every topic is bounded; history that
+    # must last lives in MongoDB.
     return {"cleanup.policy": "delete", "retention.ms": str(hours * _HOUR_MS)}
 
 
-TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
-    TopicSpec(MARKET_UNDERLYING, UnderlyingTick, 3, "product", "underlying ticks", _retention(6)),
-    TopicSpec(MARKET_OPTION_QUOTES, OptionQuote, 6, "symbol", "per-option quotes with Greeks", _retention(6)),
-    TopicSpec(MARKET_OPTION_CHAINS, OptionChain, 6, "product|expiry", "whole-chain snapshots", _retention(6)),
-    TopicSpec(MARKET_NEWS, NewsItem, 1, "product or _", "news and notes", _retention(24 * 7)),
-    TopicSpec(ANALYTICS_UNDERLYING, EnrichedUnderlying, 3, "product", "ticks with session context", _retention(6)),
-    TopicSpec(ANALYTICS_CHAIN, ChainAnalytics, 3, "product|expiry", "PCR, max pain, ATM IV, skew", _retention(6)),
-    TopicSpec(ANALYTICS_OHLC, OhlcBar, 3, "product-or-symbol|interval", "event-time OHLC bars", _retention(6)),
-    TopicSpec(ANALYTICS_VOL_SURFACE, VolSurface, 3, "product", "implied vol surface", _retention(6)),
-    TopicSpec(DLQ, DlqRecord, 1, "source topic", "records that could not be processed", _retention(24 * 7)),
-    TopicSpec(LOGS, LogRecord, 1, "service", "structured logs of every process", _retention(24)),
-]}
+_SPECS = [
+    TopicSpec(MARKET_UNDERLYING, UnderlyingTick, 3, "product", _retention(6),
+              "underlying prices from the feed"),
+    TopicSpec(MARKET_OPTION_QUOTES, OptionQuote, 6, "symbol", _retention(6),
+              "per-option quotes with IV and Greeks"),
+    TopicSpec(MARKET_OPTION_CHAINS, OptionChain, 6, "product|expiry", _retention(6),
+              "whole-chain snapshots"),
+    TopicSpec(MARKET_NEWS, NewsItem, 1, "product (* for market-wide news)", _retention(6),
+              "news headlines and notes"),
+    TopicSpec(ANALYTICS_UNDERLYING, EnrichedUnderlying, 3, "product", _retention(6),
+              "underlying ticks with session context"),
+    TopicSpec(ANALYTICS_CHAIN, ChainAnalytics, 3, "product|expiry", _retention(6),
+              "PCR, max pain, ATM IV and straddle, OI build-up, skew per chain snapshot"),
+    TopicSpec(ANALYTICS_OHLC, OhlcBar, 3, "symbol for option bars, else product", _retention(6),
+              "event-time OHLC bars (open updates and final bars share event_id)"),
+    TopicSpec(ANALYTICS_VOL_SURFACE, VolSurface, 3, "product", _retention(6),
+              "implied volatility surface per product"),
+    TopicSpec(DELTASTREAM_DLQ, DlqRecord, 1, "source topic", _retention(24 * 7),
+              "messages a service could not process, with the reason"),
+    TopicSpec(DELTASTREAM_LOGS, LogRecord, 1, "service", _retention(24),
+              "structured logs of every process"),
+]
+TOPICS: dict[str, TopicSpec] = {spec.name: spec for spec in _SPECS}
 
 
 def topic_specs(prefix: str = "") -> list[TopicSpec]:
-    """The registry with `prefix` prepended to each name (e.g. "replay.")."""
-    return [dataclasses.replace(t, name=prefix + t.name) for t in TOPICS.values()]
+    """Every registered topic, with `prefix` prepended to its name (e.g. "replay.")."""
+    if not _LEGAL_PREFIX.match(prefix):
+        raise ValueError(f"topic prefix {prefix!r} may only hold letters, digits, '.', '_', '-'")
+    return [dataclasses.replace(spec, name=prefix + spec.name, config=dict(spec.config))
+            for spec in TOPICS.values()]

@@ -37,10 +37,10 @@ def synthetic_provider(settings: Settings, options: FeedOptions) -> SyntheticPro
 
 def run_feed(settings: Settings, options: FeedOptions = FeedOptions(),
              provider: MarketDataProvider | None = None,
-             stop: threading.Event | None = None) -> PublishStats:
+             stop: threading.Event | None = None, publisher: FeedPublisher | None = None) -> PublishStats:
     provider = provider or synthetic_provider(settings, options)
     wait_for_stack(settings, ("kafka",))
-    publisher = FeedPublisher(settings, publish_quotes=settings.feed_publish_quotes)
+    publisher = publisher or FeedPublisher(settings, publish_quotes=settings.feed_publish_quotes)
     stop = stop or _stop_on_signals()
     stats, count, last_report = publisher.stats, 0, time.monotonic()
     log.info("feed publishing %s every %.3fs to %s", ", ".join(settings.products),
