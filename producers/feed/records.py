@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from functools import lru_cache
+
 from producers.feed.provider import ChainFrame, OptionSide, UnderlyingFrame
 from schemas.records import format_strike
 
@@ -25,19 +27,27 @@ def underlying_record(frame: UnderlyingFrame, ts_iso: str) -> dict[str, Any]:
             "tick_id": frame.tick_id, "event_id": f"{frame.product}:{frame.tick_id}"}
 
 
+@lru_cache(maxsize=65_536)
+def _symbol(product: str, expiry: str, letter: str, strike: float) -> str:
+    # Symbols repeat every snapshot: format each once.
+    return f"{product}{expiry.replace('-', '')}{letter}{format_strike(strike)}"
+
+
 def _side_records(frame: ChainFrame, side: OptionSide, option_type: str, expiry: str,
                   ts_iso: str, tick_id: int) -> list[dict[str, Any]]:
     letter = option_type[0]
-    ymd = expiry.replace("-", "")
     columns = [getattr(side, c).tolist() for c in _QUOTE_COLUMNS]
+    columns[3] = side.volume.astype("int64").tolist()
+    columns[4] = side.open_interest.astype("int64").tolist()
     records = []
+    product = frame.product
     for strike, bid, ask, last, volume, oi, iv, delta, gamma, vega, theta, rho in zip(
             frame.strikes.tolist(), *columns):
-        symbol = f"{frame.product}{ymd}{letter}{format_strike(strike)}"
+        symbol = _symbol(product, expiry, letter, strike)
         records.append({
-            "symbol": symbol, "product": frame.product, "strike": strike, "expiry": expiry,
+            "symbol": symbol, "product": product, "strike": strike, "expiry": expiry,
             "option_type": option_type, "bid": bid, "ask": ask, "last": last,
-            "volume": int(volume), "open_interest": int(oi),
+            "volume": volume, "open_interest": oi,
             "iv": None if iv != iv else iv,  # NaN → null: the vol is unknown, not zero
             "delta": delta, "gamma": gamma, "vega": vega, "theta": theta, "rho": rho,
             "timestamp": ts_iso, "event_id": f"{symbol}:{tick_id}",
