@@ -1,0 +1,57 @@
+"""JWT access and refresh tokens (pyjwt), shared by the auth service, the API gateway and
+the WebSocket gateway. Claims: sub, type ("access" | "refresh"), jti, iat, exp."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+import jwt
+
+from deltastream.settings import Settings
+
+TokenType = Literal["access", "refresh"]
+
+
+class TokenError(ValueError):
+    """A token that is missing, malformed, expired or of the wrong type; str() is the reason."""
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    sub: str
+    type: TokenType
+    jti: str
+    iat: dt.datetime
+    exp: dt.datetime
+
+
+def issue_token(settings: Settings, subject: str, token_type: TokenType,
+                now: dt.datetime | None = None) -> tuple[str, TokenClaims]:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    lifetime = (dt.timedelta(minutes=settings.access_token_minutes) if token_type == "access"
+                else dt.timedelta(days=settings.refresh_token_days))
+    claims = TokenClaims(sub=subject, type=token_type, jti=uuid.uuid4().hex, iat=now, exp=now + lifetime)
+    token = jwt.encode({"sub": claims.sub, "type": claims.type, "jti": claims.jti,
+                        "iat": claims.iat, "exp": claims.exp},
+                       settings.resolved_jwt_secret(), algorithm=settings.jwt_algorithm)
+    return token, claims
+
+
+def decode_token(settings: Settings, token: str | None, expected: TokenType = "access") -> TokenClaims:
+    if not token:
+        raise TokenError("missing token")
+    try:
+        payload = jwt.decode(token, settings.resolved_jwt_secret(), algorithms=[settings.jwt_algorithm],
+                             options={"require": ["sub", "type", "jti", "iat", "exp"]})
+    except jwt.ExpiredSignatureError:
+        raise TokenError("token expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise TokenError(f"invalid token: {exc}") from None
+    if payload["type"] != expected:
+        raise TokenError(f"expected token type {expected!r}, got {payload['type']!r}")
+    utc = dt.timezone.utc
+    return TokenClaims(sub=payload["sub"], type=payload["type"], jti=payload["jti"],
+                       iat=dt.datetime.fromtimestamp(payload["iat"], utc),
+                       exp=dt.datetime.fromtimestamp(payload["exp"], utc))
