@@ -64,10 +64,13 @@ class FeedPublisher:
             log.warning("broker problem (retrying): %s", err)
 
     # -- publishing ---------------------------------------------------------------------
-    def _produce(self, topic: str, key: str, value: bytes, hdrs) -> None:
+    def _produce(self, topic: str, key: str, value: bytes, hdrs, timestamp_ms: int) -> None:
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=hdrs, on_delivery=self._on_delivery)
+                # The message timestamp is the record's event time, so offsets_for_times
+                # (replay) finds records by when they happened, not when they were sent.
+                self.producer.produce(topic, value, key, headers=hdrs, timestamp=timestamp_ms,
+                                      on_delivery=self._on_delivery)
                 self.stats.produced += 1
                 return
             except BufferError:
@@ -77,21 +80,22 @@ class FeedPublisher:
     def publish(self, snapshot: MarketSnapshot) -> int:
         """Produce every record of the snapshot; returns how many records were produced."""
         ts_iso = iso_utc(snapshot.timestamp)
+        ts_ms = int(snapshot.timestamp.timestamp() * 1000)
         before = self.stats.produced
         hdr_u, hdr_q, hdr_c = (self._headers[m] for m in (UnderlyingTick, OptionQuote, OptionChain))
         for frame in snapshot.underlyings:
             record = underlying_record(frame, ts_iso)
-            self._produce(self.topics[MARKET_UNDERLYING], frame.product, encode_dict(record), hdr_u)
+            self._produce(self.topics[MARKET_UNDERLYING], frame.product, encode_dict(record), hdr_u, ts_ms)
         tick_ids = {u.product: u.tick_id for u in snapshot.underlyings}
         for frame in snapshot.chains:
             calls, puts, chain = chain_records(frame, ts_iso, tick_ids[frame.product])
             if self.publish_quotes:
                 topic = self.topics[MARKET_OPTION_QUOTES]
                 for quote in calls + puts:
-                    self._produce(topic, quote["symbol"], encode_dict(quote), hdr_q)
+                    self._produce(topic, quote["symbol"], encode_dict(quote), hdr_q, ts_ms)
                 self.stats.quotes += len(calls) + len(puts)
             self._produce(self.topics[MARKET_OPTION_CHAINS], f"{frame.product}|{chain['expiry']}",
-                          encode_dict(chain), hdr_c)
+                          encode_dict(chain), hdr_c, ts_ms)
             self.stats.quotes += len(calls) + len(puts)
         self.producer.poll(0)
         return self.stats.produced - before
