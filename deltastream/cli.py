@@ -125,6 +125,95 @@ def feed(
     raise typer.Exit(0 if stats.failed == 0 else 1)
 
 
+def _replay_source(source: str):
+    from pathlib import Path
+
+    if source in ("kafka", "mongo"):
+        return source
+    path = Path(source)
+    if not path.exists():
+        fail(f"replay: no such file {source!r} (use kafka, mongo or a .parquet/.jsonl export)")
+    return path
+
+
+@app.command()
+def replay(
+    topics: str = typer.Option(..., help="Comma-separated topics, e.g. market.option_chains,market.underlying"),
+    start: str = typer.Option(..., help="ISO-8601 time (naive = UTC), 'now', or -30m / -2h / -1d"),
+    end: str = typer.Option("now", help="Same forms as --start, or 'live' to continue into live data"),
+    speed: Optional[float] = typer.Option(None, min=0.001, help="Pace by event time, e.g. 10 = ten times faster"),
+    max_speed: bool = typer.Option(False, "--max-speed", help="No pacing (the default without --speed)"),
+    to_prefix: Optional[str] = typer.Option(None, help="Republish into PREFIX+topic (e.g. replay.)"),
+    group: Optional[str] = typer.Option(None, help="Consumer group id of this replay"),
+    source: str = typer.Option("kafka", help="kafka, mongo, or an exported .parquet/.jsonl file"),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display"),
+) -> None:
+    """Replay a time range in event-time order: to stdout (JSON lines) or into prefixed topics."""
+    import sys
+
+    from rich.console import Console
+
+    from producers.replay.api import TopicRepublisher, replay as run_replay
+    from producers.replay.cli import parse_time, with_progress
+    from producers.replay.record import ReplayRecord
+
+    settings = load_settings()
+    if speed is not None and max_speed:
+        fail("replay: give either --speed or --max-speed")
+    try:
+        t0 = parse_time(start)
+        t1 = None if end == "live" else parse_time(end)
+        items = run_replay(settings, [t.strip() for t in topics.split(",") if t.strip()], t0, t1,
+                           speed=None if max_speed else speed, source=_replay_source(source), group=group)
+        republish = TopicRepublisher(settings, to_prefix) if to_prefix is not None else None
+    except ValueError as exc:
+        fail(f"replay: {exc}")
+    console = Console(stderr=True)
+    stream = items if quiet else with_progress(items, console)
+    out = sys.stdout.buffer
+    try:
+        for item in stream:
+            if republish is not None:
+                republish(item)
+            elif isinstance(item, ReplayRecord):
+                out.write(item.value + b"\n")
+    except KeyboardInterrupt:
+        console.print("replay stopped")
+    except ValueError as exc:  # e.g. a topic that does not exist
+        fail(f"replay: {exc}")
+    finally:
+        if republish is not None and republish.flush(60):
+            fail("replay: some records were not delivered to the prefixed topics", 1)
+
+
+@app.command()
+def export(
+    topics: str = typer.Option(..., help="Comma-separated topics"),
+    start: str = typer.Option(..., help="ISO-8601 time, 'now', or -30m / -2h / -1d"),
+    end: str = typer.Option("now", help="Same forms as --start"),
+    out: str = typer.Option(..., help="Output file: .parquet or .jsonl"),
+    source: str = typer.Option("kafka", help="kafka or mongo"),
+) -> None:
+    """Write a topic range to Parquet or JSON Lines, to replay later (--source FILE)."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from producers.replay.api import replay as run_replay
+    from producers.replay.cli import parse_time, with_progress
+    from producers.replay.files import export_records
+
+    settings = load_settings()
+    try:
+        items = run_replay(settings, [t.strip() for t in topics.split(",") if t.strip()], parse_time(start),
+                           parse_time(end), source=_replay_source(source))
+        console = Console(stderr=True)
+        written = export_records(with_progress(items, console), Path(out))
+    except ValueError as exc:
+        fail(f"export: {exc}")
+    console.print(f"wrote {written:,} records to {out}")
+
+
 @app.command()
 def serve(service: str = typer.Argument(..., help="api")) -> None:
     """Run one HTTP service on its configured port."""

@@ -67,6 +67,21 @@ _SPECS = [
 ]
 TOPICS: dict[str, TopicSpec] = {spec.name: spec for spec in _SPECS}
 
+# Where each topic's history is kept in MongoDB (docs/storage.md): the sinks write there and
+# replay can read it back, so the names live here, once.
+MONGO_COLLECTIONS: dict[str, str] = {
+    MARKET_UNDERLYING: "underlying_ticks",
+    MARKET_OPTION_QUOTES: "option_quotes",
+    MARKET_OPTION_CHAINS: "option_chains",
+    MARKET_NEWS: "news",
+    ANALYTICS_UNDERLYING: "underlying_enriched",
+    ANALYTICS_CHAIN: "chain_analytics",
+    ANALYTICS_OHLC: "ohlc_bars",
+    ANALYTICS_VOL_SURFACE: "vol_surfaces",
+    DELTASTREAM_DLQ: "dlq",
+    DELTASTREAM_LOGS: "logs",
+}
+
 
 def topic_specs(prefix: str = "") -> list[TopicSpec]:
     """Every registered topic, with `prefix` prepended to its name (e.g. "replay.")."""
