@@ -16,21 +16,20 @@ CHUNK = 16_384
 
 def run_chunked(kernel: Callable[..., tuple[np.ndarray, ...]], args: Sequence[np.ndarray],
                 n_out: int, chunk: int = CHUNK) -> tuple[np.ndarray, ...]:
-    """Apply `kernel(*args) -> tuple of n_out arrays` elementwise over broadcast `args`.
+    """Apply `kernel(*args) -> tuple of n_out float arrays` elementwise over broadcast `args`.
 
-    The kernel must be elementwise (output element i depends only on input element i) and
-    accept a mix of 0-d and full-size arguments; the FIRST argument is always full-size, so
-    an expression involving it is a fresh array the kernel may update in place. Results
-    have the broadcast shape (0-d arrays for all-scalar input).
+    The kernel sees 1-d arguments of equal length, except that arguments of size 1 are
+    passed as 0-d scalars; the FIRST argument is always 1-d, so an expression involving it is
+    a fresh array the kernel may update in place. The kernel must be elementwise (output i
+    depends only on input i). Results have the broadcast shape (0-d for all-scalar input).
     """
     shape = np.broadcast_shapes(*(a.shape for a in args))
     size = int(np.prod(shape, dtype=np.int64))
-    if size <= chunk:
-        out = kernel(np.broadcast_to(args[0], shape), *args[1:])
-        return tuple(np.broadcast_to(o, shape).copy() if np.shape(o) != shape else np.asarray(o)
-                     for o in out)
     flat = [a.reshape(()) if a.size == 1 and i else np.broadcast_to(a, shape).reshape(-1)
             for i, a in enumerate(args)]
+    if size <= chunk:
+        out = kernel(*flat)
+        return tuple(np.array(np.broadcast_to(o, (size,)), dtype=np.float64).reshape(shape) for o in out)
     results = [np.empty(size, dtype=np.float64) for _ in range(n_out)]
     for lo in range(0, size, chunk):
         hi = min(lo + chunk, size)

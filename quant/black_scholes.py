@@ -10,6 +10,7 @@ Conventions shared by every module of `quant` (the argument order of py_vollib):
   `sigma` annualised volatility (0.2 = 20%), `q` continuous dividend yield.
 * Every argument broadcasts with numpy rules; scalars stay scalars internally, so a chain
   with one spot, expiry and rate costs one exp() for the discount factors, not one per strike.
+  Results are float64 arrays of the broadcast shape (0-d for all-scalar input: float() it).
 
 Edge cases: at t <= 0 or sigma <= 0 the price is the discounted intrinsic value of the
 forward, max(±(S·e^{-qt} - K·e^{-rt}), 0), computed without NaN or divide warnings.
@@ -46,7 +47,7 @@ def _floats(*args: ArrayLike) -> list[FloatArray]:
 def d1_d2(S, K, t, r, sigma, q) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(d1, d2, sigma*sqrt(t)); the caller guards t > 0 and sigma > 0."""
     vol_sqrt_t = sigma * np.sqrt(t)
-    d1 = (np.log(S / K) + (r - q + 0.5 * sigma * sigma) * t) / vol_sqrt_t
+    d1 = (np.log(S / K) + (r - q) * t) / vol_sqrt_t + 0.5 * vol_sqrt_t
     return d1, d1 - vol_sqrt_t, vol_sqrt_t
 
 
@@ -58,12 +59,12 @@ def _sign(is_call: ArrayLike) -> FloatArray:
 def _price_kernel(sign, S, K, t, r, sigma, q) -> tuple[FloatArray]:
     s_dfq = S * np.exp(-q * t)
     k_dfr = K * np.exp(-r * t)
-    live = (t > 0) & (sigma > 0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if np.all(live):
+        if np.min(t) > 0 and np.min(sigma) > 0:   # the usual case: no masking needed
             d1, d2, _ = d1_d2(S, K, t, r, sigma, q)
             price = sign * (s_dfq * ndtr(sign * d1) - k_dfr * ndtr(sign * d2))
         else:
+            live = ~((t <= 0) | (sigma <= 0))  # NaN inputs stay on the formula: NaN out
             d1, d2, _ = d1_d2(S, K, np.where(live, t, 1.0), r, np.where(live, sigma, 1.0), q)
             price = sign * (s_dfq * ndtr(sign * d1) - k_dfr * ndtr(sign * d2))
             t0 = np.maximum(t, 0.0)  # an expired option (t < 0) is worth its intrinsic value

@@ -50,7 +50,7 @@ def _core(sign, S, K, t, r, sigma, q):
     """
     s_dfq = S * np.exp(-q * t)
     k_dfr = K * np.exp(-r * t)
-    live = (t > 0) & (sigma > 0)
+    live = ~((t <= 0) | (sigma <= 0))  # NaN inputs stay on the formula: NaN out
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if np.all(live):
             sqrt_t = np.sqrt(t)
@@ -97,7 +97,7 @@ def _greeks_live(sign, S, K, t, r, sigma, q):
     sqrt_t = np.sqrt(t)
     vst = sigma * sqrt_t
     inv_vst = 1.0 / vst
-    d1 = (np.log(S / K) + (r - q) * t) * inv_vst + 0.5 * vst
+    d1 = (np.log(S / K) + (r - q) * t) / vst + 0.5 * vst  # as black_scholes.d1_d2: same bits
     s_dfq = S * np.exp(-q * t)
     s_pdf = (_INV_SQRT_2PI * s_dfq) * np.exp(-0.5 * d1 * d1)  # S e^{-qt} n(d1)
     a = sign * d1                                             # full-size: sign is
@@ -111,12 +111,14 @@ def _greeks_live(sign, S, K, t, r, sigma, q):
     np.maximum(price, 0.0, out=price)
     delta = a * sign
     delta /= S
-    gamma = s_pdf * inv_vst / (S * S)
+    g0 = s_pdf * inv_vst                                      # S^2 * gamma
+    gamma = g0 / (S * S)
     vega = s_pdf * sqrt_t
     theta = q * a
     theta -= r * b
     theta *= sign
-    theta -= (0.5 * sigma * sigma) * (s_pdf * inv_vst)
+    g0 *= 0.5 * sigma * sigma
+    theta -= g0
     rho = b * (sign * t)
     return price, delta, gamma, vega, theta, rho
 
