@@ -125,6 +125,37 @@ def feed(
     raise typer.Exit(0 if stats.failed == 0 else 1)
 
 
+@app.command()
+def process() -> None:
+    """Run a stream-processor worker (consumer group DELTASTREAM_PROCESSOR_APP_ID)."""
+    from stream_processors.run import run_worker
+
+    settings = load_settings()
+    setup_logging(settings)
+    try:
+        code = run_worker(settings)
+    except TimeoutError as exc:
+        fail(str(exc))
+    raise typer.Exit(code or 0)
+
+
+@app.command()
+def sink(store: str = typer.Argument(..., help="mongo or redis")) -> None:
+    """Run a sink connector: Kafka → MongoDB history, or Kafka → Redis latest values + pub/sub."""
+    from sinks.run import run_mongo_sink, run_redis_sink
+
+    runners = {"mongo": run_mongo_sink, "redis": run_redis_sink}
+    if store not in runners:
+        fail(f"unknown sink {store!r}; choose mongo or redis")
+    settings = load_settings()
+    setup_logging(settings)
+    try:
+        code = runners[store](settings)
+    except TimeoutError as exc:
+        fail(str(exc))
+    raise typer.Exit(code or 0)
+
+
 def _replay_source(source: str):
     from pathlib import Path
 

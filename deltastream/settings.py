@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     processor_app_id: str = "deltastream-processors"
     log_level: str = "INFO"
 
+    # -- stream processors ------------------------------------------------------------
+    processor_grace_seconds: float = Field(
+        default=5.0, ge=0, description="event-time lateness an OHLC window still accepts after it ends")
+    processor_bar_update_seconds: float = Field(
+        default=1.0, ge=0, description="event time between two updates of an open OHLC bar (0: every batch)")
+    processor_batch_size: int = Field(default=2000, ge=1, description="most records per processing batch")
+    processor_batch_wait: float = Field(default=0.01, gt=0, description="seconds a batch waits to fill")
+
     # -- synthetic feed -------------------------------------------------------------
     feed_interval: float = Field(default=1.0, gt=0, description="seconds between market snapshots")
     feed_strikes_per_side: int = Field(default=10, ge=1, le=500)
@@ -87,6 +95,25 @@ class Settings(BaseSettings):
     feed_seed: int | None = None  # set for a reproducible market
     feed_time_scale: float = Field(default=1.0, gt=0, description="market seconds per wall second")
     feed_publish_quotes: bool = True  # per-option records on market.option_quotes
+
+    # -- sinks --------------------------------------------------------------------------
+    sink_batch_size: int = Field(default=2000, ge=1, description="most records written per sink batch")
+    sink_max_latency_ms: int = Field(
+        default=250, ge=1, description="how long a partly filled batch waits before it is written")
+    sink_validate: bool = Field(
+        default=True, description="validate every record against its schema model (else: JSON "
+                                  "object with the required fields and parseable timestamps)")
+    sink_retry_backoff_max_seconds: float = Field(
+        default=10.0, gt=0, description="longest wait between two retries of a failed write")
+    sink_retry_max_seconds: float = Field(
+        default=0.0, ge=0, description="give up (exit with an error) after retrying a batch this "
+                                       "long; 0: retry until stopped")
+    sink_shutdown_seconds: float = Field(
+        default=10.0, ge=0, description="on SIGTERM, how long the last batch may keep retrying")
+    mongo_logs_retention_days: float = Field(default=7.0, ge=0, description="TTL of `logs` (0: keep)")
+    mongo_dlq_retention_days: float = Field(default=0.0, ge=0, description="TTL of `dlq` (0: keep)")
+    redis_latest_ttl_seconds: int = Field(default=86_400, ge=1, description="TTL of latest:* keys")
+    redis_history_len: int = Field(default=1000, ge=1, description="entries kept per history:{room}")
 
     @field_validator("kafka_bootstrap")
     @classmethod

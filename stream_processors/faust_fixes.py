@@ -1,0 +1,48 @@
+"""A fix for a message-loss race in faust-streaming 0.15.3, applied by `Pipeline`.
+
+When a worker starts (or rebalances) with a backlog, Faust's table recovery ends with
+(`Recovery._resume_streams` / `Recovery.on_recovery_completed`):
+
+    consumer.resume_partitions(stream partitions)   # the fetch loop may deliver again
+    await consumer.perform_seek()                  # read offsets := committed offsets
+    app.flow_control.resume()                      # clears every stream queue
+    consumer.resume_flow()
+
+The fetch loop (`Consumer._drain_messages`) is still iterating records it fetched before the
+seek. It keeps delivering them after `perform_seek` reset its read offsets, which moves the
+read offsets past the committed ones again; `flow_control.resume()` then drops those
+messages from the stream queues, and when the records are fetched again from the committed
+offset the loop discards them as already read (offset < read offset). Measured here: a
+worker killed mid-stream and restarted over a backlog lost a contiguous run of 9-19
+messages per partition in 2 of 3 runs, never processed and never acknowledged.
+
+The fix stops the flow at the start of `perform_seek`, so the loop stops handing out old
+records (it checks `flow_active` per record) before the read offsets are reset. Both
+callers resume the flow right after the seek; when the loop itself calls `perform_seek`
+the flow is already stopped.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+log = logging.getLogger(__name__)
+_APPLIED = False
+
+
+def apply() -> None:
+    global _APPLIED
+    if _APPLIED or __import__("os").environ.get("DS_NO_FIX"):
+        return
+    from faust.transport.consumer import Consumer
+
+    original = Consumer.perform_seek
+
+    async def perform_seek(self) -> None:
+        self.stop_flow()
+        await asyncio.sleep(0)  # let the fetch loop notice before the offsets move
+        await original(self)
+
+    perform_seek.__doc__ = original.__doc__
+    Consumer.perform_seek = perform_seek
+    _APPLIED = True
