@@ -81,7 +81,9 @@ class TopicRepublisher:
             raise ValueError("republishing needs a topic prefix (e.g. 'replay.'), never the live topics")
         from deltastream.runtime.topics import ensure_topics
 
-        ensure_topics(settings, prefix)  # same partitions and retention as the live topics
+        # Same partitions and retention as the live topics; replayed names are the prefix
+        # plus the recorded names, which carry the settings' own prefix.
+        ensure_topics(settings, prefix + settings.topic_prefix)
         self.prefix = prefix
         self.producer = Producer(producer_config(settings, **{"client.id": "deltastream-replay"}))
         self.failed = 0
