@@ -17,6 +17,7 @@ processor once per key and batch. Per batch:
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ from stream_processors.bars import US, WindowSpec
 from stream_processors import faust_fixes
 from stream_processors.decode import CHAIN, QUOTE, TICK, Kind, Poison, Source, decode_many
 from stream_processors.dedupe import DEFAULT_LIMIT
-from stream_processors.outbox import Outbox, Retry, add_dlq
+from stream_processors.outbox import Message, Outbox, Retry, add_dlq
+from stream_processors.producer import OutputProducer
 from stream_processors.processors import (QUOTE_INTERVALS, SLICES, UNDERLYING_INTERVALS,
                                           ChainProcessor, Counts, QuoteProcessor,
                                           SurfaceProcessor, UnderlyingProcessor)
@@ -66,6 +68,19 @@ def decode_slices(sources: Sequence[Source]) -> tuple[list[Slice], list[Poison]]
     return good, bad
 
 
+MAX_IN_FLIGHT = int(__import__("os").environ.get("DS_INFLIGHT", "8"))  # batches computed and sent, not yet acknowledged, per agent
+
+
+@dataclass
+class Batch:
+    seq: int
+    events: Sequence[faust.EventT]
+    messages: list[Message]
+    keys: list[bytes]  # staged state
+    sent: asyncio.Future  # → the messages that failed
+    started: float
+
+
 @dataclass
 class Unit:
     """One agent: its input topic, decoder, grouping key, processor and state."""
@@ -77,9 +92,13 @@ class Unit:
     processor: Any
     store: StateStore
     counts: Counts
+    seq: int = 0
+    stream: Any = None
 
     def __post_init__(self) -> None:
         self.counts.add("batches", 0)
+        self.queue: asyncio.Queue[Batch] = asyncio.Queue()
+        self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
 
 
 class Pipeline:
@@ -135,6 +154,7 @@ class Pipeline:
                  surfaces, store("surfaces", SLICE_PARTITIONS, "per product: latest slice per expiry"),
                  surfaces.counts),
         ]
+        self.output = OutputProducer(settings, client_id=f"{app_id}-outputs")
         self.app.sensors.add(CheckpointSensor([u.store for u in self.units]))
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
@@ -144,9 +164,14 @@ class Pipeline:
                                    partitions=SLICE_PARTITIONS if internal else None,
                                    internal=internal)
             self.app.agent(topic, name=f"{app_id}.{unit.name}")(self._agent(unit))
-        self.app.timer(30.0, name=f"{app_id}.report")(self._report)
+        self.app.timer(float(__import__("os").environ.get("DS_REPORT", "30")), name=f"{app_id}.report")(self._report)
         self._last_report: dict[str, int] = {}
         self._next_offset: dict[tuple[str, int], int] = {}
+
+    def close(self) -> None:
+        left = self.output.close()
+        if left:
+            log.error("%d outputs still undelivered at exit", left)
 
     @property
     def stores(self) -> dict[str, StateStore]:
@@ -156,13 +181,25 @@ class Pipeline:
         size, wait = self.settings.processor_batch_size, self.settings.processor_batch_wait
 
         async def process(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(size, within=wait):
-                await self.process(unit, events)
+            unit.stream = stream
+            completer = asyncio.ensure_future(self._complete(unit))
+            try:
+                async for events in stream.noack_take(size, within=wait):
+                    await self.process(unit, events)
+            finally:
+                try:
+                    await asyncio.wait_for(unit.queue.join(), timeout=30)
+                except asyncio.TimeoutError:
+                    log.warning("%s: batches still in flight at stop; they will be redone", unit.name)
+                completer.cancel()
 
         process.__name__ = unit.name
         return process
 
     async def process(self, unit: Unit, events: Sequence[faust.EventT]) -> None:
+        """Compute a batch and hand its outputs to the producer; `_complete` finishes it."""
+        await unit.slots.acquire()  # at most MAX_IN_FLIGHT batches sent but not done
+        t0 = time.perf_counter()
         sources = [Source(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
                    for m in (e.message for e in events)]
         self._check_offsets(unit, sources)
@@ -170,11 +207,12 @@ class Pipeline:
         groups: dict[tuple[int, str], list[Any]] = {}
         for r in records:
             groups.setdefault((r.src.partition, unit.key(r)), []).append(r)
-        outbox = Outbox(self.retry)
-        states = []
+        outbox = Outbox()
+        unit.seq += 1
+        keys = []
         for (partition, key), recs in groups.items():
             state, outputs = self._apply(unit, key, recs, poison)
-            states.append((partition, key, state))
+            keys.append(unit.store.stage(unit.seq, partition, key, state))
             for o in outputs:
                 if o.topic == SLICES:
                     outbox.add(self.slices_topic, o.key, orjson.dumps(o.record), SLICE_HEADERS)
@@ -188,9 +226,50 @@ class Pipeline:
         unit.counts.add("dlq", len(poison))
         unit.counts.add("out", len(outbox))
         unit.counts.add("batches")
-        await outbox.send(self.app.producer.send)
-        for partition, key, state in states:
-            unit.store.set(partition, key, state)
+        unit.counts.add("ms_compute", round((time.perf_counter() - t0) * 1000))
+        unit.queue.put_nowait(Batch(unit.seq, events, outbox.messages, keys,
+                                    self.output.send(outbox.messages), time.perf_counter()))
+
+    async def _complete(self, unit: Unit) -> None:
+        """In batch order: wait for the outputs (retrying failures with backoff), then
+        release the batch's state and ack its messages."""
+        resend_until = 0  # after a failure, later in-flight batches are sent again
+        while True:
+            batch = await unit.queue.get()
+            try:
+                failed = await batch.sent
+                if batch.seq <= resend_until:
+                    failed = [(m, None) for m in batch.messages]
+                if failed:
+                    await self._retry(unit, failed)
+                    resend_until = unit.seq
+                unit.store.release(batch.seq, batch.keys)
+                for event in batch.events:
+                    await unit.stream.ack(event)
+                unit.counts.add("ms_send", round((time.perf_counter() - batch.started) * 1000))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.critical("%s: outputs undeliverable, stopping: %r", unit.name, exc)
+                await self.app.crash(exc)
+                raise
+            finally:
+                unit.slots.release()
+                unit.queue.task_done()
+
+    async def _retry(self, unit: Unit, failed: list[tuple[Message, Any]]) -> None:
+        delays = self.retry.delays()
+        while failed:
+            delay = next(delays, None)
+            if delay is None:
+                raise RuntimeError(f"{len(failed)} messages undeliverable after "
+                                   f"{self.retry.attempts} attempts: {failed[0][1]}")
+            if failed[0][1] is not None:
+                log.warning("%s: %d sends failed (%s); retrying in %.1fs", unit.name, len(failed),
+                            failed[0][1], delay)
+                unit.counts.add("retries")
+                await asyncio.sleep(delay)
+            failed = await self.output.send([m for m, _ in failed])
 
     def _check_offsets(self, unit: Unit, sources: Sequence[Source]) -> None:
         """Input offsets must follow each other per partition (the broker never skips one

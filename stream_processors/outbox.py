@@ -1,29 +1,22 @@
-"""What a batch publishes, sent together and acknowledged before the batch's state is kept.
-
-Transient failures (broker unreachable, leader moving, request timeouts) are retried with
-exponential backoff; after `attempts` the error propagates and the worker stops, so the
-batch is processed again after a restart (at-least-once; outputs carry deterministic event
-ids, so a repeat is an idempotent overwrite downstream).
+"""What a batch publishes (outputs and DLQ records), and the retry policy for sending it.
 
 Within one batch a given output event id appears at most once (processors coalesce, e.g.
-one update per OHLC window), so retrying only the failed sends cannot reorder two versions
-of the same record.
+one update per OHLC window); `stream_processors.app` sends each batch, retries what failed
+with exponential backoff and, after a failure, sends later in-flight batches again, so the
+last version of a record on its topic is always its newest.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from schemas.codec import encode, encode_dict, headers
 from schemas.records import DlqRecord, Record
 from stream_processors.decode import Poison
 
 log = logging.getLogger(__name__)
-
-Send = Callable[..., Awaitable[Awaitable[Any]]]  # faust producer.send → delivery future
 
 
 @dataclass(frozen=True)
@@ -49,7 +42,7 @@ class Message:
 
 @dataclass
 class Outbox:
-    """Messages of one batch; `send` returns once the broker acknowledged all of them."""
+    """Messages of one batch."""
 
     retry: Retry = field(default_factory=Retry)
     messages: list[Message] = field(default_factory=list)
@@ -62,39 +55,6 @@ class Outbox:
 
     def __len__(self) -> int:
         return len(self.messages)
-
-    async def send(self, send: Send) -> None:
-        pending = self.messages
-        delays = self.retry.delays()
-        while pending:
-            failed: list[Message] = []
-            error: BaseException | None = None
-            futures = []
-            for msg in pending:
-                try:
-                    futures.append((msg, await send(msg.topic, key=msg.key, value=msg.value,
-                                                    partition=None, timestamp=None,
-                                                    headers=msg.headers)))
-                except Exception as exc:  # could not even be queued
-                    failed.append(msg)
-                    error = exc
-            for msg, fut in futures:
-                try:
-                    await fut
-                except Exception as exc:
-                    failed.append(msg)
-                    error = exc
-            if not failed:
-                break
-            delay = next(delays, None)
-            if delay is None:
-                raise RuntimeError(f"{len(failed)} messages undeliverable after "
-                                   f"{self.retry.attempts} attempts") from error
-            log.warning("%d of %d sends failed (%r); retrying in %.1fs", len(failed), len(pending),
-                        error, delay)
-            await asyncio.sleep(delay)
-            pending = failed
-        self.messages = []
 
 
 _HEADERS: dict[str, list[tuple[str, bytes]]] = {}

@@ -22,6 +22,9 @@ def run_worker(settings: Settings) -> int:
     from stream_processors.app import Pipeline
 
     wait_for_stack(settings, ("kafka",))
+    if __import__("os").environ.get("DS_UVLOOP"):
+        import uvloop
+        uvloop.install()
     level = logging.getLevelName(settings.log_level.upper())
     if isinstance(level, int) and level > logging.DEBUG and not __import__("os").environ.get("DS_FAUST_VERBOSE"):
         # Faust and aiokafka narrate every start step and table at INFO; keep their warnings.
@@ -36,6 +39,8 @@ def run_worker(settings: Settings) -> int:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
+    finally:
+        pipeline.close()
     return 0
 
 

@@ -5,7 +5,8 @@ its own batch (~6-8k records/s for everything the worker produces), and a change
 per key per batch would take most of that. Instead each `StateStore` keeps the keys changed
 since the last commit in a small overlay and writes them to its table (hence to the
 changelog) when Faust starts an offset commit (`CheckpointSensor.on_commit_initiated`);
-Faust's commit then flushes the producer before it commits the offsets. So:
+Faust's commit then flushes the producer before it commits the offsets. Only state of
+batches whose outputs were acknowledged (and whose messages were acked) is written. So:
 
 * state is never behind the committed offsets: whatever was processed before a commit was
   in the changelog before the commit;
@@ -13,9 +14,8 @@ Faust's commit then flushes the producer before it commits the offsets. So:
   commit Faust discards during a rebalance): every state carries, per key, the last source
   offset it applied (`stream_processors.dedupe`), and the replayed messages are skipped.
 
-Outputs of a batch are acknowledged by the broker before its state enters the overlay
-(`Outbox.send`), so a crash can repeat outputs (same event ids, same content) but not lose
-them.
+Outputs of a batch are acknowledged by the broker before its state is released, so a crash
+can repeat outputs (same event ids, same content) but not lose them.
 
 Values are orjson bytes: `get` hands out a fresh copy, so a batch that fails halfway has
 not touched the stored state.
@@ -65,38 +65,64 @@ def routed_table(app: faust.App, name: str, partitions: int, help: str = "") -> 
 
 
 class StateStore:
-    """Reads through the pending overlay to the table; `flush` writes the overlay out."""
+    """Reads through the pending versions to the table; `flush` writes released state.
+
+    A batch's new states are *staged* under its sequence number as soon as it is computed
+    (the next batch builds on them) and *released* once the batch's outputs are
+    acknowledged; only released state reaches the changelog. Several batches can be in
+    flight, so a key can hold several staged versions."""
 
     def __init__(self, table: RoutedTable) -> None:
         self.table = table
-        self._dirty: dict[bytes, tuple[int, bytes | None]] = {}
+        self._staged: dict[bytes, list[tuple[int, int, bytes | None]]] = {}  # (seq, partition, value)
+        self._ready: dict[bytes, tuple[int, bytes | None]] = {}
         self.flushed = 0  # changelog writes so far (for the bench and the logs)
 
     def get(self, key: str) -> dict | None:
         k = key.encode()
-        pending = self._dirty.get(k)
-        raw = pending[1] if pending is not None else self.table.get(k)
+        staged = self._staged.get(k)
+        if staged:
+            raw = staged[-1][2]
+        else:
+            ready = self._ready.get(k)
+            raw = ready[1] if ready is not None else self.table.get(k)
         return None if raw is None else orjson.loads(raw)
 
-    def set(self, partition: int, key: str, value: dict | None) -> None:
-        self._dirty[key.encode()] = (partition, None if value is None else orjson.dumps(value))
+    def stage(self, seq: int, partition: int, key: str, value: dict | None) -> bytes:
+        k = key.encode()
+        self._staged.setdefault(k, []).append(
+            (seq, partition, None if value is None else orjson.dumps(value)))
+        return k
+
+    def release(self, seq: int, keys: Iterable[bytes]) -> None:
+        """Batch `seq` is done: its versions (and older ones) become writable."""
+        for k in keys:
+            versions = self._staged.get(k)
+            if not versions:
+                continue
+            n = sum(1 for v in versions if v[0] <= seq)
+            if n:
+                _, partition, value = versions[n - 1]
+                self._ready[k] = (partition, value)
+                del versions[:n]
+            if not versions:
+                del self._staged[k]
 
     def flush(self) -> int:
-        dirty, self._dirty = self._dirty, {}
-        for key, (partition, value) in dirty.items():
+        ready, self._ready = self._ready, {}
+        for key, (partition, value) in ready.items():
             self.table.put(partition, key, value)
-        self.flushed += len(dirty)
-        return len(dirty)
+        self.flushed += len(ready)
+        return len(ready)
 
     def forget(self, partitions: Iterable[int]) -> None:
-        """Drop pending writes of partitions this worker no longer owns."""
+        """Drop unwritten state of partitions this worker no longer owns."""
         gone = set(partitions)
-        self._dirty = {k: v for k, v in self._dirty.items() if v[0] not in gone}
-
-    def keys(self) -> list[str]:
-        live = {k for k, v in self._dirty.items() if v[1] is not None}
-        live |= {k for k in self.table.keys() if k not in self._dirty}
-        return sorted(k.decode() for k in live)
+        self._ready = {k: v for k, v in self._ready.items() if v[0] not in gone}
+        for k in list(self._staged):
+            self._staged[k] = [v for v in self._staged[k] if v[1] not in gone]
+            if not self._staged[k]:
+                del self._staged[k]
 
 
 class CheckpointSensor(Sensor):

@@ -29,5 +29,8 @@ class ProcessSpec:
 def pipeline_processes(settings: Settings) -> list[ProcessSpec]:
     return [
         ProcessSpec("feed", ["feed"]),
+        ProcessSpec("processor", ["process"]),
+        ProcessSpec("sink-mongo", ["sink", "mongo"]),
+        ProcessSpec("sink-redis", ["sink", "redis"]),
         ProcessSpec("api", ["serve", "api"], settings.api_port, "DELTASTREAM_API_PORT", "/docs"),
     ]

@@ -1,0 +1,76 @@
+"""Entry points: `deltastream sink mongo|redis`, or `python -m sinks.run mongo|redis`.
+
+Each runs one sink process until SIGTERM / SIGINT: the batch in flight is written and
+committed, then the consumer leaves its group. Start several with the same settings to
+split the partitions (consumer groups `deltastream-sink-mongo` / `deltastream-sink-redis`).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from deltastream.runtime.bootstrap import wait_for_stack
+from deltastream.settings import Settings
+
+log = logging.getLogger("deltastream.sinks")
+
+MONGO_GROUP = "deltastream-sink-mongo"
+REDIS_GROUP = "deltastream-sink-redis"
+
+
+def run_mongo_sink(settings: Settings, stop: threading.Event | None = None,
+                   group_id: str = MONGO_GROUP) -> int:
+    """Write market.*, analytics.*, the DLQ and the logs into MongoDB; returns an exit code."""
+    from sinks.mongo_sink import MONGO_TOPICS, MongoSink
+    from sinks.runner import SinkRunner
+
+    wait_for_stack(settings, ("kafka", "mongodb"))
+    runner = SinkRunner(MongoSink(settings), settings, group_id=group_id, topics=MONGO_TOPICS,
+                        service="sink-mongo", stop=stop or _stop_on_signals())
+    return runner.run()
+
+
+def run_redis_sink(settings: Settings, stop: threading.Event | None = None,
+                   group_id: str = REDIS_GROUP) -> int:
+    """Keep the latest values in Redis and publish the live events; returns an exit code."""
+    from sinks.redis_sink import REDIS_TOPICS, RedisSink
+    from sinks.runner import SinkRunner
+
+    wait_for_stack(settings, ("kafka", "redis"))
+    runner = SinkRunner(RedisSink(settings, group_id), settings, group_id=group_id,
+                        topics=REDIS_TOPICS, service="sink-redis", stop=stop or _stop_on_signals())
+    return runner.run()
+
+
+SINKS = {"mongo": run_mongo_sink, "redis": run_redis_sink}
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m sinks.run mongo|redis [--group GROUP] (settings from DELTASTREAM_*)."""
+    import argparse
+
+    from deltastream.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="python -m sinks.run", description=main.__doc__)
+    parser.add_argument("sink", choices=sorted(SINKS))
+    parser.add_argument("--group", help="consumer group id (default deltastream-sink-SINK)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    kwargs = {"group_id": args.group} if args.group else {}
+    return SINKS[args.sink](settings, **kwargs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

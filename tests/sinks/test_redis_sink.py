@@ -1,0 +1,273 @@
+"""The Redis sink against the real servers: latest values, sets, live envelopes with contiguous
+per-room seq, and a redelivered batch recognised by the offsets stored with the data."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import defaultdict
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from deltastream.clients import consumer_config, producer_config, redis_client
+from schemas.codec import encode, headers
+from schemas.records import ChainAnalytics, EnrichedUnderlying, OhlcBar
+from schemas.topics import (ANALYTICS_CHAIN, ANALYTICS_OHLC, ANALYTICS_UNDERLYING,
+                            MARKET_OPTION_CHAINS, MARKET_UNDERLYING)
+from sinks.base import Batch, SinkRecord
+from sinks.decode import parse_time
+from sinks.redis_sink import REDIS_TOPICS, RedisSink
+from sinks.run import run_redis_sink
+from tests.sinks.conftest import SinkThread, T0, feed, read_topics, wait_until
+
+CHANNELS = ("enriched:underlying", "enriched:chain_summary", "enriched:option_chain")
+
+
+def analytics_for(settings, ticks, chains) -> tuple[list[EnrichedUnderlying], list[ChainAnalytics]]:
+    """What the processors would derive: an enriched tick per tick, analytics per chain."""
+    enriched, session = [], {}  # product -> (open, high, low, previous price)
+    for t in ticks:
+        price = t["price"]
+        day_open, high, low, prev = session.get(t["product"], (price, price, price, None))
+        high, low = max(high, price), min(low, price)
+        session[t["product"]] = (day_open, high, low, price)
+        enriched.append(EnrichedUnderlying(
+            product=t["product"], price=price, prev_price=prev,
+            change=None if prev is None else price - prev,
+            change_pct=None if prev is None else 100 * (price - prev) / prev,
+            day_open=day_open, day_high=high, day_low=low, timestamp=t["timestamp"], tick_id=t["tick_id"]))
+    summaries = []
+    for c in chains:
+        call_oi = sum(q["open_interest"] for q in c["calls"])
+        put_oi = sum(q["open_interest"] for q in c["puts"])
+        summaries.append(ChainAnalytics(
+            product=c["product"], expiry=c["expiry"], spot_price=c["spot_price"],
+            pcr_oi=put_oi / call_oi if call_oi else None, pcr_volume=None, atm_strike=c["strikes"][0],
+            atm_iv=None, atm_straddle_price=None, max_pain_strike=c["strikes"][0], total_call_oi=call_oi,
+            total_put_oi=put_oi, call_buildup_otm=0, put_buildup_otm=0, iv_skew=None,
+            timestamp=c["timestamp"], event_id=f"{c['event_id']}:analytics"))
+    return enriched, summaries
+
+
+def produce(settings, topic: str, records) -> None:
+    producer = Producer(producer_config(settings))
+    for r in records:
+        producer.produce(settings.topic(topic), encode(r), r.key(), headers=headers(r.SCHEMA))
+    assert producer.flush(30) == 0
+
+
+class Subscriber(threading.Thread):
+    """Collects every envelope published on the sink's channels."""
+
+    def __init__(self, settings) -> None:
+        super().__init__(daemon=True)
+        self.client = redis_client(settings)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(*CHANNELS)
+        self.pubsub.get_message(timeout=1)  # wait for the subscription to be in place
+        self.messages: list[tuple[str, dict]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            msg = self.pubsub.get_message(timeout=0.1)
+            if msg is not None:
+                self.messages.append((msg["channel"].decode(), orjson.loads(msg["data"])))
+
+    def close(self) -> None:
+        self.done.set()
+        self.join(5)
+        self.pubsub.close()
+        self.client.close()
+
+
+def offsets_done(settings, group: str, expected: int) -> bool:
+    stored = redis_client(settings).hgetall(f"sink:offsets:{group}")
+    return sum(int(v) + 1 for v in stored.values()) >= expected
+
+
+def test_latest_values_sets_and_envelopes_with_contiguous_seq_per_room(sink_settings, unique):
+    settings = sink_settings
+    subscriber = Subscriber(settings)
+    subscriber.start()
+    stats = feed(settings.model_copy(update={"feed_publish_quotes": False}), snapshots=5)
+    raw = read_topics(settings, [MARKET_UNDERLYING, MARKET_OPTION_CHAINS], stats.produced)
+    ticks = sorted((orjson.loads(m.value()) for m in raw if m.topic().endswith(MARKET_UNDERLYING)),
+                   key=lambda d: d["timestamp"])
+    chains = sorted((orjson.loads(m.value()) for m in raw if m.topic().endswith(MARKET_OPTION_CHAINS)),
+                    key=lambda d: d["timestamp"])
+    enriched, summaries = analytics_for(settings, ticks, chains)
+    produce(settings, ANALYTICS_UNDERLYING, enriched)
+    produce(settings, ANALYTICS_CHAIN, summaries)
+    total = stats.produced + len(enriched) + len(summaries)
+
+    group = f"redis-{unique}"
+    sink = SinkThread(run_redis_sink, settings, group)
+    try:
+        wait_until(lambda: offsets_done(settings, group, total), 60, "the sink to apply everything")
+    finally:
+        assert sink.stop() == 0
+    time.sleep(0.3)
+    subscriber.close()
+    r = redis_client(settings)
+
+    # Latest values: the last record per key, as published; the enriched tick wins its tie.
+    for product in settings.products:
+        last = [e for e in enriched if e.product == product][-1]
+        assert orjson.loads(r.get(f"latest:underlying:{product}")) == orjson.loads(encode(last))
+        assert 0 < r.ttl(f"latest:underlying:{product}") <= settings.redis_latest_ttl_seconds
+    for chain in chains:
+        last_chain = [c for c in chains if (c["product"], c["expiry"]) == (chain["product"], chain["expiry"])][-1]
+        assert orjson.loads(r.get(f"latest:chain:{chain['product']}:{chain['expiry']}")) == last_chain
+    for s in summaries:
+        last_summary = [x for x in summaries if (x.product, x.expiry) == (s.product, s.expiry)][-1]
+        assert orjson.loads(r.get(f"latest:analytics:{s.product}:{s.expiry.isoformat()}")) == \
+            orjson.loads(encode(last_summary))
+    assert {p.decode() for p in r.smembers("products")} == set(settings.products)
+    for product in settings.products:
+        expiries = sorted({c["expiry"] for c in chains if c["product"] == product})
+        listed = r.zrange(f"expiries:{product}", 0, -1, withscores=True)
+        assert [(e.decode(), int(score)) for e, score in listed] == [
+            (e, (dt.date.fromisoformat(e) - dt.date(1970, 1, 1)).days) for e in expiries]
+
+    # Envelopes: one per room, seq contiguous from 1, one epoch per room, the record as data.
+    by_room: dict[str, list[dict]] = defaultdict(list)
+    for channel, env in subscriber.messages:
+        assert set(env) == {"room", "seq", "epoch", "event", "data"}
+        by_room[env["room"]].append(env)
+    expected_rooms = {"general": len(enriched) + len(summaries)}
+    for product in settings.products:
+        expected_rooms[f"product:{product}"] = (sum(e.product == product for e in enriched)
+                                                + sum(s.product == product for s in summaries))
+        expected_rooms[f"chain:{product}"] = sum(c["product"] == product for c in chains)
+    assert {room: len(envs) for room, envs in by_room.items()} == expected_rooms
+    for room, envs in by_room.items():
+        assert [e["seq"] for e in envs] == list(range(1, len(envs) + 1)), room
+        assert len({e["epoch"] for e in envs}) == 1
+        assert r.get(f"seq:{room}") == str(len(envs)).encode()
+        assert r.get(f"epoch:{room}").decode() == envs[0]["epoch"]
+        history = r.xrange(f"history:{room}")
+        assert [entry_id.decode() for entry_id, _ in history] == [f"{e['seq']}-0" for e in envs]
+        assert [orjson.loads(fields[b"env"]) for _, fields in history] == envs
+    chain_events = by_room["chain:NIFTY"]
+    assert {e["event"] for e in chain_events} == {"chain_update"}
+    for expiry in {c["expiry"] for c in chains}:  # in order per partition (product|expiry)
+        assert [e["data"] for e in chain_events if e["data"]["expiry"] == expiry] == [
+            c for c in chains if (c["product"], c["expiry"]) == ("NIFTY", expiry)]
+    assert {e["event"] for e in by_room["general"]} == {"underlying_update", "chain_summary"}
+
+
+def record(topic: str, offset: int, value: bytes, partition: int = 0) -> SinkRecord:
+    data = orjson.loads(value)
+    times = {f: parse_time(data[f], f) for f in ("timestamp", "start_time", "end_time") if f in data}
+    return SinkRecord(topic, f"t.{topic}", partition, offset, None, value, data, times)
+
+
+def test_a_redelivered_batch_is_skipped_by_the_offsets_stored_with_it(sink_settings, unique):
+    settings = sink_settings
+    r = redis_client(settings)
+    sink = RedisSink(settings, f"direct-{unique}")
+    sink.start()
+    ticks = [EnrichedUnderlying(product="NIFTY", price=100.0 + i, prev_price=None, change=None, change_pct=None,
+                                day_open=100.0, day_high=200.0, day_low=100.0,
+                                timestamp=T0 + dt.timedelta(seconds=i), tick_id=i) for i in range(10)]
+    records = [record(ANALYTICS_UNDERLYING, i, encode(t)) for i, t in enumerate(ticks)]
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("enriched:underlying")
+    pubsub.get_message(timeout=1)
+
+    sink.write(Batch(records[:6], {("t.analytics.underlying", 0): 5}))
+    assert sink.stats.published == 12 and r.get("seq:general") == b"6"
+    # A crash before the Kafka commit: the same batch again, and a batch overlapping it.
+    sink.write(Batch(records[:6], {("t.analytics.underlying", 0): 5}))
+    assert sink.stats.published == 12 and sink.stats.skipped == 6 and r.get("seq:general") == b"6"
+    sink.write(Batch(records[3:], {("t.analytics.underlying", 0): 9}))
+    assert sink.stats.published == 20 and sink.stats.skipped == 9 and r.get("seq:general") == b"10"
+    seen = []
+    while (msg := pubsub.get_message(timeout=0.5)) is not None:
+        seen.append(orjson.loads(msg["data"]))
+    general = [e for e in seen if e["room"] == "general"]
+    assert [e["seq"] for e in general] == list(range(1, 11))
+    assert [e["data"]["tick_id"] for e in general] == list(range(10))
+    assert r.hget(f"sink:offsets:direct-{unique}", "t.analytics.underlying:0") == b"9"
+
+
+def test_a_restarted_sink_skips_what_redis_already_holds(sink_settings, unique, caplog):
+    """The sink crashed after its write and before the Kafka commit (simulated by rewinding
+    the group's committed offsets): on assignment it resumes from the offsets in Redis."""
+    caplog.set_level(logging.INFO, logger="sinks.runner")
+    settings = sink_settings
+    stats = feed(settings.model_copy(update={"feed_publish_quotes": False}), snapshots=3)
+    ticks = [orjson.loads(m.value()) for m in read_topics(settings, [MARKET_UNDERLYING], 6)]
+    enriched, _ = analytics_for(settings, sorted(ticks, key=lambda d: d["timestamp"]), [])
+    produce(settings, ANALYTICS_UNDERLYING, enriched)
+    total = stats.produced + len(enriched)
+    group = f"redis-restart-{unique}"
+    sink = SinkThread(run_redis_sink, settings, group)
+    wait_until(lambda: offsets_done(settings, group, total), 60, "the first run")
+    assert sink.stop() == 0
+    r = redis_client(settings)
+    seq_before = {k: r.get(k) for k in r.keys("seq:*")}
+    latest_before = r.get("latest:underlying:NIFTY")
+
+    # Rewind the group to the beginning (as if no commit had reached Kafka).
+    rewind = Consumer(consumer_config(settings, group))
+    tps = [TopicPartition(settings.topic(t), p) for t in REDIS_TOPICS
+           for p in rewind.list_topics(settings.topic(t), timeout=10).topics[settings.topic(t)].partitions]
+    rewind.commit(offsets=[TopicPartition(tp.topic, tp.partition, 0) for tp in tps], asynchronous=False)
+    rewind.close()
+
+    subscriber = Subscriber(settings)
+    subscriber.start()
+    again = SinkThread(run_redis_sink, settings, group)
+    more = EnrichedUnderlying(product="NIFTY", price=123.0, prev_price=None, change=None, change_pct=None,
+                              day_open=123.0, day_high=123.0, day_low=123.0,
+                              timestamp=T0 + dt.timedelta(minutes=5), tick_id=10**13)
+    produce(settings, ANALYTICS_UNDERLYING, [more])
+    wait_until(lambda: len(subscriber.messages) >= 2, 30, "the new tick's envelopes")
+    time.sleep(0.5)
+    assert again.stop() == 0
+    subscriber.close()
+    # Only the new record was published, with the next seq of each room.
+    assert [(env["room"], env["seq"]) for _, env in subscriber.messages] == [
+        ("general", int(seq_before[b"seq:general"]) + 1),
+        ("product:NIFTY", int(seq_before[b"seq:product:NIFTY"]) + 1)]
+    assert orjson.loads(r.get("latest:underlying:NIFTY"))["price"] == 123.0
+    assert latest_before is not None
+    assert "skipping ahead of the committed offsets" in caplog.text
+
+
+def test_latest_keys_keep_the_newest_record(sink_settings, unique):
+    """A raw tick does not replace the enriched tick of the same or a later time; a late
+    update of an older OHLC window does not replace the newer window's bar."""
+    settings = sink_settings
+    r = redis_client(settings)
+    sink = RedisSink(settings, f"order-{unique}")
+    sink.start()
+
+    def tick(seconds: int, enriched: bool) -> bytes:
+        base = {"product": "SPY", "price": 500.0 + seconds, "tick_id": seconds,
+                "timestamp": (T0 + dt.timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")}
+        if enriched:
+            base |= {"prev_price": None, "change": None, "change_pct": None, "day_open": 500.0,
+                     "day_high": 600.0, "day_low": 400.0}
+        return orjson.dumps(base | {"event_id": f"SPY:{seconds}"})
+
+    sink.write(Batch([record(ANALYTICS_UNDERLYING, 0, tick(10, True))], {}))
+    sink.write(Batch([record(MARKET_UNDERLYING, 0, tick(10, False)), record(MARKET_UNDERLYING, 1, tick(5, False))], {}))
+    assert "day_open" in orjson.loads(r.get("latest:underlying:SPY"))  # raw at t=10 and t=5 lose
+    sink.write(Batch([record(MARKET_UNDERLYING, 2, tick(11, False))], {}))
+    assert orjson.loads(r.get("latest:underlying:SPY"))["tick_id"] == 11  # a newer raw tick wins
+
+    def ohlc(minute: int, close: float, seconds: int) -> bytes:
+        start = T0 + dt.timedelta(minutes=minute)
+        return encode(OhlcBar(product="SPY", interval="1m", open=close, high=close, low=close, close=close,
+                              volume=1, num_ticks=1, start_time=start, end_time=start + dt.timedelta(minutes=1),
+                              final=False, timestamp=T0 + dt.timedelta(seconds=seconds)))
+
+    sink.write(Batch([record(ANALYTICS_OHLC, 0, ohlc(1, 10.0, 70)), record(ANALYTICS_OHLC, 1, ohlc(0, 9.0, 71))], {}))
+    assert orjson.loads(r.get("latest:ohlc:SPY:1m"))["close"] == 10.0
+    sink.write(Batch([record(ANALYTICS_OHLC, 2, ohlc(1, 11.0, 75))], {}))
+    assert orjson.loads(r.get("latest:ohlc:SPY:1m"))["close"] == 11.0
