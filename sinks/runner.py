@@ -39,6 +39,7 @@ import tenacity
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from deltastream.clients import consumer_config
+from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import Settings
 from schemas.codec import SchemaError
 from sinks.base import Batch, Poison, Rejected, Sink, TopicPartition as TP
@@ -104,6 +105,9 @@ class SinkRunner:
         code = 0
         try:
             self._retry(self.sink.start, "start")
+            # A subscription to a topic that does not exist yet is only retried at the next
+            # metadata refresh (minutes): create the registry's topics first (idempotent).
+            self._retry(lambda: ensure_topics(self.settings), "create topics")
             self.consumer = Consumer(self._consumer_conf)
             self.consumer.subscribe(list(self.decoders), on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_lost)

@@ -63,13 +63,16 @@ def feed(settings: Settings, snapshots: int, start: dt.datetime = T0, pace: floa
 
 
 def read_topics(settings: Settings, topics: list[str], expected: int, timeout: float = 60) -> list:
-    """Every message of `topics` (until `expected` were read), with a throwaway group."""
+    """Every message of `topics`, with a throwaway group: at least `expected`, then on until
+    the topics stay quiet for a second (a record whose delivery report was lost is still read)."""
     consumer = Consumer(consumer_config(settings, f"reader-{time.monotonic_ns()}"))
     consumer.subscribe([settings.topic(t) for t in topics])
     out, deadline = [], time.monotonic() + timeout
     try:
         while len(out) < expected and time.monotonic() < deadline:
             out += [m for m in consumer.consume(500, 0.5) if m.error() is None]
+        while batch := [m for m in consumer.consume(500, 1.0) if m.error() is None]:
+            out += batch
     finally:
         consumer.close()
     return out
