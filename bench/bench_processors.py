@@ -1,0 +1,229 @@
+"""Stream-processor throughput and added latency, one worker, embedded Tansu by default.
+
+    python -m bench.bench_processors [--chains 6000] [--ticks 40000] [--quotes 40000] [--seconds 10]
+
+Sustained rate: a backlog of N records is published first, then one worker (a
+`stream_processors.run` subprocess, as deployed) drains it; the rate is N over the time
+between its first and last output (Kafka timestamps), so start-up and group join are not
+counted. Added latency: records are published at half the target rate while the worker
+runs; latency = output message time - input message time (both Kafka create times on this
+host), paired by event id (chain analytics, enriched ticks).
+
+Chain snapshots are the default feed's shape with 20 strikes per side: 41 strikes, 82
+quotes each (8 products x 3 expiries). Prints figures; asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+
+from deltastream.clients import consumer_config, producer_config
+from deltastream.runtime.topics import ensure_topics
+from producers.feed.products import PRODUCTS
+from producers.feed.records import chain_records, iso_utc, underlying_record
+from producers.feed.synthetic import SyntheticMarket
+from schemas.codec import encode_dict, headers
+from schemas.records import OptionChain, OptionQuote, UnderlyingTick
+from schemas.topics import (ANALYTICS_CHAIN, ANALYTICS_OHLC, ANALYTICS_UNDERLYING,
+                            MARKET_OPTION_CHAINS, MARKET_OPTION_QUOTES, MARKET_UNDERLYING)
+from tests.processors.harness import Worker
+from tests.stack import start_stack
+
+T0 = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.timezone.utc)
+HEADERS = {MARKET_UNDERLYING: headers(UnderlyingTick.SCHEMA), MARKET_OPTION_QUOTES: headers(OptionQuote.SCHEMA),
+           MARKET_OPTION_CHAINS: headers(OptionChain.SCHEMA)}
+
+
+def generate(kind: str, n: int, start: dt.datetime = T0, step: float = 0.02) -> list[tuple[str, str, bytes]]:
+    """n records of one kind as (topic, key, value), in feed order. Snapshots are `step`
+    seconds of event time apart: a busy market, each instrument quoted many times a second
+    (so bars update about once a second of event time, not once per record)."""
+    market = SyntheticMarket(list(PRODUCTS.values()), seed=1, strikes_per_side=20, expiries=3)
+    out: list[tuple[str, str, bytes]] = []
+    now = start
+    while len(out) < n:
+        snap = market.step(now)
+        ts = iso_utc(now)
+        if kind == "ticks":
+            out += [(MARKET_UNDERLYING, u.product, encode_dict(underlying_record(u, ts))) for u in snap.underlyings]
+        else:
+            tick_ids = {u.product: u.tick_id for u in snap.underlyings}
+            for frame in snap.chains:
+                calls, puts, chain = chain_records(frame, ts, tick_ids[frame.product])
+                if kind == "quotes":
+                    out += [(MARKET_OPTION_QUOTES, q["symbol"], encode_dict(q)) for q in calls + puts]
+                else:
+                    out.append((MARKET_OPTION_CHAINS, f"{frame.product}|{chain['expiry']}", encode_dict(chain)))
+        now += dt.timedelta(seconds=step)
+    return out[:n]
+
+
+def publish(settings, records, rate: float | None = None) -> float:
+    producer = Producer(producer_config(settings))
+    start = time.perf_counter()
+    for i, (topic, key, value) in enumerate(records):
+        if rate:
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                producer.poll(0)
+                time.sleep(delay)
+        while True:
+            try:
+                producer.produce(settings.topic(topic), value, key, headers=HEADERS[topic])
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(120)
+    return time.perf_counter() - start
+
+
+class Collector(threading.Thread):
+    """Reads output topics in the background: (timestamp ms, event id) per message."""
+
+    def __init__(self, settings, topics: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex[:8]}"))
+        self.consumer.subscribe([settings.topic(t) for t in topics])
+        self.seen: dict[str, list[tuple[int, bytes]]] = {t: [] for t in topics}
+        self.prefix = len(settings.topic_prefix)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for m in self.consumer.consume(5000, 0.2):
+                if not m.error():
+                    self.seen[m.topic()[self.prefix:]].append((m.timestamp()[1], m.value()))
+        self.consumer.close()
+
+    def count(self, topic: str) -> int:
+        return len(self.seen[topic])
+
+
+def input_times(settings, topic: str, n: int) -> dict[str, int]:
+    """Event id → input message create time (ms)."""
+    import orjson
+
+    consumer = Consumer(consumer_config(settings, f"bench-in-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([settings.topic(topic)])
+    out: dict[str, int] = {}
+    deadline = time.monotonic() + 60
+    while len(out) < n and time.monotonic() < deadline:
+        for m in consumer.consume(5000, 0.5):
+            if not m.error():
+                out[orjson.loads(m.value())["event_id"]] = m.timestamp()[1]
+    consumer.close()
+    return out
+
+
+def drain_rate(stack, tmp: Path, name: str, kind: str, n: int, out_topic: str,
+               expect: int | None) -> tuple[float, str]:
+    """n / (last output - first output); expect=None: outputs are not one per record (bars),
+    so wait until they stop for a few seconds."""
+    settings = stack.with_settings(topic_prefix=f"b{name}.", processor_app_id=f"bench-{name}-{uuid.uuid4().hex[:6]}",
+                                   data_dir=tmp / name)
+    ensure_topics(settings)
+    records = generate(kind, n)
+    publish(settings, records)
+    collector = Collector(settings, [out_topic])
+    collector.start()
+    worker = Worker(stack, settings, tmp / f"{name}.log")
+    try:
+        deadline = time.monotonic() + 300
+        last, changed = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            count = collector.count(out_topic)
+            if expect is not None and count >= expect:
+                break
+            if count != last:
+                last, changed = count, time.monotonic()
+            elif count and time.monotonic() - changed > 4:
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        worker.stop()
+        collector.stop.set()
+        collector.join()
+    stamps = sorted(t for t, _ in collector.seen[out_topic])
+    got = len(stamps)
+    elapsed = (stamps[-1] - stamps[0]) / 1000 if got > 1 else float("nan")
+    note = "" if expect is None or got >= expect else f" (only {got}/{expect} outputs)"
+    return n / elapsed, note
+
+
+def latency(stack, tmp: Path, name: str, kind: str, rate: float, seconds: float, out_topic: str) -> tuple[float, float, int]:
+    import orjson
+
+    settings = stack.with_settings(topic_prefix=f"l{name}.", processor_app_id=f"bench-l{name}-{uuid.uuid4().hex[:6]}",
+                                   data_dir=tmp / f"l{name}")
+    ensure_topics(settings)
+    n = int(rate * seconds)
+    records = generate(kind, n, start=T0)
+    collector = Collector(settings, [out_topic])
+    collector.start()
+    worker = Worker(stack, settings, tmp / f"l{name}.log")
+    try:
+        worker.wait_for("partitions assigned")
+        time.sleep(1.0)
+        publish(settings, records, rate=rate)
+        deadline = time.monotonic() + 60
+        while collector.count(out_topic) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+        collector.stop.set()
+        collector.join()
+    sent = input_times(settings, records[0][0], n)
+    lat = []
+    for t_out, value in collector.seen[out_topic]:
+        t_in = sent.get(orjson.loads(value)["event_id"])
+        if t_in is not None:
+            lat.append(t_out - t_in)
+    lat.sort()
+    if not lat:
+        return float("nan"), float("nan"), 0
+    return statistics.median(lat), lat[min(len(lat) - 1, int(0.99 * len(lat)))], len(lat)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chains", type=int, default=6000)
+    parser.add_argument("--ticks", type=int, default=40000)
+    parser.add_argument("--quotes", type=int, default=40000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each latency run")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmpdir, start_stack(Path(tmpdir) / "stack") as stack:
+        tmp = Path(tmpdir)
+        r, note = drain_rate(stack, tmp, "chains", "chains", args.chains, ANALYTICS_CHAIN, args.chains)
+        rows.append(("chain snapshots (82 quotes each) → analytics.chain + surfaces", f"{r:,.0f}/s",
+                     f"{r * 82:,.0f} quotes/s{note}"))
+        r, note = drain_rate(stack, tmp, "ticks", "ticks", args.ticks, ANALYTICS_UNDERLYING, args.ticks)
+        rows.append(("underlying ticks → enriched + 1m/5m/15m bars", f"{r:,.0f}/s", note.strip()))
+        r, note = drain_rate(stack, tmp, "quotes", "quotes", args.quotes, ANALYTICS_OHLC, None)
+        rows.append(("option quotes → 1m bars per symbol", f"{r:,.0f}/s", note.strip()))
+        lat_rows = []
+        for name, kind, rate, topic in (("chains", "chains", 500, ANALYTICS_CHAIN),
+                                        ("ticks", "ticks", 2500, ANALYTICS_UNDERLYING)):
+            p50, p99, n = latency(stack, tmp, name, kind, rate, args.seconds, topic)
+            lat_rows.append((f"{kind} at {rate:,}/s", f"p50 {p50:.0f} ms", f"p99 {p99:.0f} ms ({n} paired)"))
+    print("\nstream processors, one worker (embedded Tansu; this host's load varies)\n")
+    for a, b, c in rows:
+        print(f"  {a:<64} {b:>10}  {c}")
+    print("\nadded latency, input record → output record (Kafka create times), half the target load\n")
+    for a, b, c in lat_rows:
+        print(f"  {a:<64} {b:>10}  {c}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
