@@ -246,6 +246,53 @@ def export(
 
 
 @app.command()
+def audit(
+    last: Optional[str] = typer.Option(None, help="The window ending now, e.g. 30s, 5m, 1h"),
+    start: Optional[str] = typer.Option(None, help="ISO-8601 time, or -30m / -2h / -1d"),
+    end: str = typer.Option("now", help="Same forms as --start"),
+    wait: float = typer.Option(10.0, help="Seconds to let the stores catch up before a record counts as missing"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+) -> None:
+    """Compare what the feed produced with MongoDB, Redis and the analytics; exit 1 on any loss or duplicate."""
+
+    import orjson
+    from rich.console import Console
+    from rich.table import Table
+
+    from deltastream.audit import audit as run_audit
+    from producers.replay.cli import parse_time
+
+    settings = load_settings()
+    try:
+        t1 = parse_time(end)
+        if last is not None:
+            t0 = parse_time(f"-{last.lstrip('-')}", now=t1)
+        elif start is not None:
+            t0 = parse_time(start)
+        else:
+            fail("audit: give --last (e.g. 30s) or --start")
+        report = run_audit(settings, t0, t1, wait)
+    except ValueError as exc:
+        fail(f"audit: {exc}")
+    if as_json:
+        sys.stdout.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        table = Table(title=f"audit {t0:%Y-%m-%d %H:%M:%S} .. {t1:%H:%M:%S} UTC")
+        for col in ("check", "expected", "found", "missing", "duplicated", "mismatched", ""):
+            table.add_column(col, justify="left" if col in ("check", "") else "right")
+        for c in report.checks:
+            table.add_row(c.name, f"{c.expected:,}", f"{c.found:,}", str(len(c.missing)),
+                          str(len(c.duplicated)), str(len(c.mismatched)),
+                          "[green]ok" if c.ok else "[red]" + ", ".join((c.missing + c.duplicated + c.mismatched)[:2]))
+        console = Console()
+        console.print(table)
+        console.print(f"records produced twice on Kafka (producer retries, absorbed downstream): "
+                      f"{report.kafka_duplicates}")
+        console.print("[green]nothing missing or duplicated" if report.ok else "[red]audit failed")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
 def serve(service: str = typer.Argument(..., help="api")) -> None:
     """Run one HTTP service on its configured port."""
     from gateways.serve import SERVICES, serve as run_service

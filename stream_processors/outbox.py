@@ -38,6 +38,7 @@ class Message:
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]]
+    timestamp_ms: int = 0  # Kafka message time: the record's event time (0: the broker's now)
 
 
 @dataclass
@@ -47,14 +48,28 @@ class Outbox:
     retry: Retry = field(default_factory=Retry)
     messages: list[Message] = field(default_factory=list)
 
-    def add(self, topic: str, key: str, value: bytes, hdrs: list[tuple[str, bytes]]) -> None:
-        self.messages.append(Message(topic, key.encode(), value, hdrs))
+    def add(self, topic: str, key: str, value: bytes, hdrs: list[tuple[str, bytes]],
+            timestamp_ms: int = 0) -> None:
+        self.messages.append(Message(topic, key.encode(), value, hdrs, timestamp_ms))
 
     def add_dict(self, topic: str, key: str, record: dict[str, Any], schema: str) -> None:
-        self.add(topic, key, encode_dict(record), _headers(schema))
+        # Stamped with event time, like the feed's records: a time-range replay of an
+        # analytics topic (offsets_for_times, the replay filter) then selects by event time.
+        self.add(topic, key, encode_dict(record), _headers(schema), _event_ms(record.get("timestamp")))
 
     def __len__(self) -> int:
         return len(self.messages)
+
+
+def _event_ms(value: Any) -> int:
+    if isinstance(value, str):
+        try:
+            return int(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            return 0
+    if isinstance(value, dt.datetime):
+        return int(value.timestamp() * 1000)
+    return 0
 
 
 _HEADERS: dict[str, list[tuple[str, bytes]]] = {}

@@ -92,6 +92,7 @@ class OutputProducer:
             while True:
                 try:
                     producer.produce(m.topic, m.value, m.key, partition=partition, headers=m.headers,
+                                     timestamp=m.timestamp_ms,
                                      on_delivery=lambda err, _msg, m=m: delivered(m, err))
                     break
                 except BufferError:  # local queue full: let deliveries drain
