@@ -36,9 +36,13 @@ def load_settings() -> Settings:
         fail("configuration error: " + "; ".join(reasons))
 
 
-def setup_logging(settings: Settings) -> None:
+def setup_logging(settings: Settings, service: str | None = None) -> None:
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if service is not None:  # a long-running process: also ship its logs to deltastream.logs
+        from gateways.logs.shipping import install_log_shipping
+
+        install_log_shipping(settings, service)
 
 
 @app.command()
@@ -109,7 +113,7 @@ def feed(
     from producers.feed.run import FeedOptions, run_feed, synthetic_provider
 
     settings = load_settings()
-    setup_logging(settings)
+    setup_logging(settings, "feed")
     try:
         start_at = dt.datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None
         if start_at is not None and start_at.tzinfo is None:
@@ -131,7 +135,7 @@ def process() -> None:
     from stream_processors.run import run_worker
 
     settings = load_settings()
-    setup_logging(settings)
+    setup_logging(settings, "processor")
     try:
         code = run_worker(settings)
     except TimeoutError as exc:
@@ -148,7 +152,7 @@ def sink(store: str = typer.Argument(..., help="mongo or redis")) -> None:
     if store not in runners:
         fail(f"unknown sink {store!r}; choose mongo or redis")
     settings = load_settings()
-    setup_logging(settings)
+    setup_logging(settings, f"sink-{store}")
     try:
         code = runners[store](settings)
     except TimeoutError as exc:
@@ -283,7 +287,7 @@ def audit(
         for c in report.checks:
             table.add_row(c.name, f"{c.expected:,}", f"{c.found:,}", str(len(c.missing)),
                           str(len(c.duplicated)), str(len(c.mismatched)),
-                          "[green]ok" if c.ok else "[red]" + ", ".join((c.missing + c.duplicated + c.mismatched)[:2]))
+                          f"[green]ok[/] {c.note}" if c.ok else "[red]" + ", ".join((c.missing + c.duplicated + c.mismatched)[:2]))
         console = Console()
         console.print(table)
         console.print(f"records produced twice on Kafka (producer retries, absorbed downstream): "
@@ -293,14 +297,14 @@ def audit(
 
 
 @app.command()
-def serve(service: str = typer.Argument(..., help="api")) -> None:
+def serve(service: str = typer.Argument(..., help="api, auth, storage, analytics or logs")) -> None:
     """Run one HTTP service on its configured port."""
-    from gateways.serve import SERVICES, serve as run_service
+    from gateways.serve import RUNNERS, SERVICES, serve as run_service
 
-    if service not in SERVICES:
-        fail(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
+    if service not in SERVICES and service not in RUNNERS:
+        fail(f"unknown service {service!r}; choose from {', '.join([*SERVICES, *RUNNERS])}")
     settings = load_settings()
-    setup_logging(settings)
+    setup_logging(settings, service)
     run_service(service, settings)
 
 

@@ -21,6 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_PRODUCTS = ("NIFTY", "BANKNIFTY", "FINNIFTY", "SENSEX", "AAPL", "TSLA", "SPY", "QQQ")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+# A `limits` rate: "600/minute", "10 per 1 second", "100/hour"
+_RATE_PATTERN = r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$"
 
 
 class BrokerProfile(str, Enum):
@@ -74,6 +76,32 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(default=7, gt=0)
     cors_origins: list[str] = ["*"]
 
+    # -- REST gateways ------------------------------------------------------------------
+    rate_limit_user: str = Field(default="600/minute", pattern=_RATE_PATTERN,
+                                 description="requests per authenticated user (shared via Redis)")
+    rate_limit_ip: str = Field(default="1200/minute", pattern=_RATE_PATTERN,
+                               description="requests per client IP (shared via Redis)")
+    upstream_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="gateway → separately deployed service (DELTASTREAM_*_URL)")
+    log_ship_level: str = Field(default="INFO", description="lowest level shipped to deltastream.logs "
+                                                            "(and Loki); empty: do not ship")
+
+    # -- AI analyst (gateways/ai; models need the `.[ai]` extra) ------------------------
+    ai_embedding_model: str | None = Field(
+        default=None, description="local sentence-transformers model dir (default: the packaged all-MiniLM-L6-v2)")
+    ai_sentiment_model: str | None = Field(
+        default=None, description="local transformers text-classification model dir (default: a "
+                                  "logistic head on the MiniLM embeddings, trained on gateways/ai/data/headlines.csv)")
+    ai_generator: str = Field(
+        default="template", description="text generator: 'template' (deterministic), 'smollm2' (the "
+                                        "packaged SmolLM2-135M-Instruct GGUF), a local causal-LM dir, or an "
+                                        "OpenAI-compatible chat-completions base URL (http[s]://...)")
+    ai_generator_model: str | None = Field(default=None, description="model name sent to a hosted API")
+    ai_api_key: str | None = Field(default=None, repr=False, description="bearer token of the hosted API")
+    ai_top_k: int = Field(default=4, ge=1, le=20, description="documents retrieved per question")
+    ai_max_text_chars: int = Field(default=4000, ge=100, description="longest question / news text accepted")
+    ai_preload: bool = Field(default=True, description="load the models in the background at service start")
+
     # -- pipeline -------------------------------------------------------------------
     products: list[str] = list(DEFAULT_PRODUCTS)
     topic_prefix: str = ""  # e.g. "replay." to run a second, isolated pipeline
@@ -114,6 +142,23 @@ class Settings(BaseSettings):
     mongo_dlq_retention_days: float = Field(default=0.0, ge=0, description="TTL of `dlq` (0: keep)")
     redis_latest_ttl_seconds: int = Field(default=86_400, ge=1, description="TTL of latest:* keys")
     redis_history_len: int = Field(default=1000, ge=1, description="entries kept per history:{room}")
+
+    # -- WebSocket gateway ----------------------------------------------------------------
+    socket_queue_size: int = Field(
+        default=1000, ge=8, description="messages queued per slow client before it is skipped ahead")
+    socket_slow_policy: str = Field(
+        default="skip", pattern=r"^(skip|disconnect)$",
+        description="slow client whose queue is full: skip ahead to the latest value per room, or disconnect")
+    socket_max_message_bytes: int = Field(
+        default=65_536, ge=256, description="largest client frame accepted (larger: error event)")
+    socket_ping_interval: float = Field(default=20.0, gt=0, description="seconds between heartbeat pings")
+    socket_ping_timeout: float = Field(default=20.0, gt=0, description="close a client whose pong is this late")
+    socket_auth_timeout: float = Field(default=10.0, gt=0, description="seconds to send the token as first message")
+
+    # -- web dashboard (gateways/dashboard, served by the API gateway) ------------------
+    dashboard_socket_url: str | None = Field(
+        default=None, description="WebSocket URL the dashboard page connects to (e.g. behind a "
+                                  "proxy: wss://host/ws); unset: ws://<page host>:<socket_port>/ws")
 
     @field_validator("kafka_bootstrap")
     @classmethod

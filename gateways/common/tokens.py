@@ -18,6 +18,10 @@ class TokenError(ValueError):
     """A token that is missing, malformed, expired or of the wrong type; str() is the reason."""
 
 
+class WrongTokenType(TokenError):
+    """A valid token of the other type (a refresh token where an access token is needed)."""
+
+
 @dataclass(frozen=True)
 class TokenClaims:
     sub: str
@@ -50,7 +54,7 @@ def decode_token(settings: Settings, token: str | None, expected: TokenType = "a
     except jwt.InvalidTokenError as exc:
         raise TokenError(f"invalid token: {exc}") from None
     if payload["type"] != expected:
-        raise TokenError(f"expected token type {expected!r}, got {payload['type']!r}")
+        raise WrongTokenType(f"expected token type {expected!r}, got {payload['type']!r}")
     utc = dt.timezone.utc
     return TokenClaims(sub=payload["sub"], type=payload["type"], jti=payload["jti"],
                        iat=dt.datetime.fromtimestamp(payload["iat"], utc),

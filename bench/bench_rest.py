@@ -1,0 +1,183 @@
+"""REST gateway throughput and latency against one real `deltastream serve api` process.
+
+    python -m bench.bench_rest [--seconds 5] [--concurrency 32] [--rate 500] [--snapshots 30]
+
+The data is what the real pipeline stores (simulated-clock feed, stream processor, both
+sinks; `tests.gateways.dataset`). Every request carries a JWT and goes through the Redis
+rate limiter (budgets set high enough never to refuse). Two figures per route:
+* closed loop: `--concurrency` keep-alive connections, each sending its next request as soon
+  as the last answer arrived: req/s, p50, p99;
+* open loop (latest chain only): requests scheduled at `--rate` per second regardless of
+  answers; latency counted from the scheduled time, so queueing shows (no coordinated
+  omission).
+The load generator is a minimal asyncio HTTP/1.1 client in this process; on a 2-core box it
+shares the CPU with the server, so the figures are a floor for one gateway process.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from gateways.common.tokens import issue_token
+from tests.gateways.dataset import pipeline_dataset
+from tests.stack import free_port, start_stack
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start_gateway(data, port: int, log: Path) -> subprocess.Popen:
+    s = data.settings
+    env = {**data.stack.env, "DELTASTREAM_MONGO_URL": s.mongo_uri, "DELTASTREAM_REDIS_URL": s.redis_uri,
+           "DELTASTREAM_MONGO_DB": s.mongo_db, "DELTASTREAM_JWT_SECRET": s.jwt_secret,
+           "DELTASTREAM_DATA_DIR": str(s.data_dir), "DELTASTREAM_TOPIC_PREFIX": s.topic_prefix,
+           "DELTASTREAM_PRODUCTS": '["NIFTY","AAPL"]', "DELTASTREAM_API_PORT": str(port),
+           "DELTASTREAM_LOG_LEVEL": "WARNING",
+           "DELTASTREAM_RATE_LIMIT_USER": "100000000/minute", "DELTASTREAM_RATE_LIMIT_IP": "100000000/minute"}
+    proc = subprocess.Popen([sys.executable, "-m", "deltastream", "serve", "api"], cwd=REPO, env=env,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"gateway did not start:\n{log.read_text()[-2000:]}")
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection sending a fixed GET."""
+
+    def __init__(self, port: int, path: str, token: str) -> None:
+        self.port = port
+        self.raw = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    f"Authorization: Bearer {token}\r\n\r\n").encode()
+
+    async def open(self) -> "Connection":
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self
+
+    async def get(self) -> int:
+        self.writer.write(self.raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        at = head.lower().find(b"content-length:")
+        length = int(head[at + 15:head.find(b"\r\n", at)])
+        await self.reader.readexactly(length)
+        return int(head[9:12])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000)[int(q * 10) - 1] if len(values) > 1 else values[0]
+
+
+async def closed_loop(port: int, path: str, token: str, concurrency: int, seconds: float):
+    conns = [await Connection(port, path, token).open() for _ in range(concurrency)]
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def run(conn: Connection) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            if await conn.get() != 200:
+                errors += 1
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(run(c) for c in conns))
+    elapsed = time.perf_counter() - started
+    for c in conns:
+        c.close()
+    return len(latencies) / elapsed, latencies, errors
+
+
+async def open_loop(port: int, path: str, token: str, rate: float, seconds: float, pool: int = 64):
+    conns = [await Connection(port, path, token).open() for _ in range(pool)]
+    queue: asyncio.Queue = asyncio.Queue()
+    latencies: list[float] = []
+    errors = 0
+
+    async def run(conn: Connection) -> None:
+        nonlocal errors
+        while (scheduled := await queue.get()) is not None:
+            if await conn.get() != 200:
+                errors += 1
+            latencies.append(time.perf_counter() - scheduled)
+
+    workers = [asyncio.create_task(run(c)) for c in conns]
+    start = time.perf_counter()
+    total = int(rate * seconds)
+    for k in range(total):
+        at = start + k / rate
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait(at)
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    elapsed = time.perf_counter() - start
+    for c in conns:
+        c.close()
+    return total / elapsed, latencies, errors
+
+
+def row(name: str, rps: float, lat: list[float], errors: int) -> str:
+    return (f"{name:<44} {rps:>9,.0f} {percentile(lat, 50) * 1000:>8.2f} {percentile(lat, 99) * 1000:>8.2f}"
+            f" {errors:>7}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--snapshots", type=int, default=30)
+    args = parser.parse_args()
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp, start_stack(Path(tmp) / "stack") as stack, \
+            pipeline_dataset(stack, Path(tmp) / "data", snapshots=args.snapshots) as data:
+        port = free_port()
+        proc = start_gateway(data, port, Path(tmp) / "api.log")
+        try:
+            token, _ = issue_token(data.settings, "bench@example.com", "access")
+            expiry = data.expiries("NIFTY")[0]
+            routes = [("latest chain (Redis)", f"/api/data/chain/NIFTY/{expiry}"),
+                      ("volatility surface, latest (Redis)", "/api/analytics/volatility_surface/NIFTY"),
+                      ("underlying history, 100 ticks (MongoDB)", "/api/data/underlying/NIFTY?limit=100")]
+            for _, path in routes:  # warm up: connections, caches, JIT-free but imports and pools
+                asyncio.run(closed_loop(port, path, token, 4, 0.5))
+            print(f"one gateway process (uvicorn, JWT + Redis rate limiter on every request); "
+                  f"{os.cpu_count()} CPUs shared with the load generator")
+            print(f"{'route':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+            for name, path in routes:
+                rps, lat, errors = asyncio.run(closed_loop(port, path, token, args.concurrency, args.seconds))
+                print(row(f"{name}, {args.concurrency} conns", rps, lat, errors), flush=True)
+            for name, path in routes[:2]:
+                rps, lat, errors = asyncio.run(open_loop(port, path, token, args.rate, args.seconds))
+                print(row(f"{name}, open loop {args.rate:.0f}/s", rps, lat, errors), flush=True)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(15)
+
+
+if __name__ == "__main__":
+    main()
