@@ -2,7 +2,8 @@
 
 Each runs one sink process until SIGTERM / SIGINT: the batch in flight is written and
 committed, then the consumer leaves its group. Start several with the same settings to
-split the partitions (consumer groups `deltastream-sink-mongo` / `deltastream-sink-redis`).
+split the partitions (consumer groups `deltastream-sink-mongo` / `deltastream-sink-redis`,
+after the topic prefix when one is set: a replay pipeline has groups of its own).
 """
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ REDIS_GROUP = "deltastream-sink-redis"
 
 
 def run_mongo_sink(settings: Settings, stop: threading.Event | None = None,
-                   group_id: str = MONGO_GROUP) -> int:
+                   group_id: str | None = None) -> int:
     """Write market.*, analytics.*, the DLQ and the logs into MongoDB; returns an exit code."""
     from sinks.mongo_sink import MONGO_TOPICS, MongoSink
     from sinks.runner import SinkRunner
 
+    group_id = group_id or settings.topic_prefix + MONGO_GROUP
     wait_for_stack(settings, ("kafka", "mongodb"))
     runner = SinkRunner(MongoSink(settings), settings, group_id=group_id, topics=MONGO_TOPICS,
                         service="sink-mongo", stop=stop or _stop_on_signals())
@@ -33,11 +35,12 @@ def run_mongo_sink(settings: Settings, stop: threading.Event | None = None,
 
 
 def run_redis_sink(settings: Settings, stop: threading.Event | None = None,
-                   group_id: str = REDIS_GROUP) -> int:
+                   group_id: str | None = None) -> int:
     """Keep the latest values in Redis and publish the live events; returns an exit code."""
     from sinks.redis_sink import REDIS_TOPICS, RedisSink
     from sinks.runner import SinkRunner
 
+    group_id = group_id or settings.topic_prefix + REDIS_GROUP
     wait_for_stack(settings, ("kafka", "redis"))
     runner = SinkRunner(RedisSink(settings, group_id), settings, group_id=group_id,
                         topics=REDIS_TOPICS, service="sink-redis", stop=stop or _stop_on_signals())
