@@ -13,7 +13,7 @@ $(BIN)/python:
 # Reinstall only when the dependency list changes.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ai]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -18,7 +18,7 @@ from producers.feed.publisher import FeedPublisher
 from producers.feed.run import FeedOptions, run_feed
 from producers.feed.synthetic import SyntheticMarket
 from producers.feed.products import PRODUCTS
-from tests.stack import start_stack
+from deltastream.runtime.stack import start_stack
 
 T0 = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.timezone.utc)
 

@@ -36,7 +36,7 @@ from schemas.records import OptionChain, OptionQuote, UnderlyingTick
 from schemas.topics import (ANALYTICS_CHAIN, ANALYTICS_OHLC, ANALYTICS_UNDERLYING,
                             MARKET_OPTION_CHAINS, MARKET_OPTION_QUOTES, MARKET_UNDERLYING)
 from tests.processors.harness import Worker
-from tests.stack import start_stack
+from deltastream.runtime.stack import start_stack
 
 T0 = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.timezone.utc)
 HEADERS = {MARKET_UNDERLYING: headers(UnderlyingTick.SCHEMA), MARKET_OPTION_QUOTES: headers(OptionQuote.SCHEMA),

@@ -18,7 +18,7 @@ from producers.replay.api import TopicRepublisher, replay
 from producers.replay.files import export_records, read_records
 from producers.replay.kafka_source import _Merge
 from producers.replay.pacing import paced
-from tests.stack import start_stack
+from deltastream.runtime.stack import start_stack
 
 T0 = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.timezone.utc)
 

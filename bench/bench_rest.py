@@ -30,7 +30,7 @@ import httpx
 
 from gateways.common.tokens import issue_token
 from tests.gateways.dataset import pipeline_dataset
-from tests.stack import free_port, start_stack
+from deltastream.runtime.stack import free_port, start_stack
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -46,7 +46,7 @@ from sinks.decode import TopicDecoder
 from sinks.mongo_sink import MongoSink, ensure_indexes, to_document
 from sinks.redis_sink import ROUTES, RedisSink
 from sinks.runner import BULK_CONSUMER, SinkRunner
-from tests.stack import start_stack
+from deltastream.runtime.stack import start_stack
 
 T0 = dt.datetime(2026, 1, 5, 9, 15, tzinfo=dt.timezone.utc)
 Message = tuple[str, str, bytes, list]  # topic (registry name), key, value, headers

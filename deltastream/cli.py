@@ -16,6 +16,8 @@ topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
 schemas_app = typer.Typer(no_args_is_help=True, help="Published JSON Schemas.")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (see bench/).")
+app.add_typer(bench_app, name="bench")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -294,6 +296,15 @@ def audit(
                       f"{report.kafka_duplicates}")
         console.print("[green]nothing missing or duplicated" if report.ok else "[red]audit failed")
     raise typer.Exit(0 if report.ok else 1)
+
+
+@bench_app.command("pipeline", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+                   add_help_option=False)
+def bench_pipeline(ctx: typer.Context) -> None:
+    """End to end: sustained rate per stage, feed→WebSocket/MongoDB latency, CPU and RSS (--help)."""
+    from bench.bench_pipeline import main as run_bench
+
+    raise typer.Exit(run_bench(ctx.args))
 
 
 @app.command()

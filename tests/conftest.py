@@ -13,6 +13,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.sinks.conftest import PrivateMongo
 from tests.stack import Stack, start_stack
 
 
@@ -20,6 +21,18 @@ from tests.stack import Stack, start_stack
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with start_stack(tmp_path_factory.mktemp("stack")) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def sinks_mongo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMongo]:
+    """An nx-27017 with one file per database: `mongo_db` isolates a test's collections there
+    (the stack's server keeps every database in one file, so names isolate nothing)."""
+    mongo = PrivateMongo(tmp_path_factory.mktemp("sinks-mongo"))
+    mongo.start()
+    try:
+        yield mongo
+    finally:
+        mongo.kill()
 
 
 @pytest.fixture

@@ -33,4 +33,5 @@ def pipeline_processes(settings: Settings) -> list[ProcessSpec]:
         ProcessSpec("sink-mongo", ["sink", "mongo"]),
         ProcessSpec("sink-redis", ["sink", "redis"]),
         ProcessSpec("api", ["serve", "api"], settings.api_port, "DELTASTREAM_API_PORT", "/docs"),
+        ProcessSpec("socket", ["serve", "socket"], settings.socket_port, "DELTASTREAM_SOCKET_PORT", "/ws"),
     ]

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from deltastream.settings import Settings, get_settings
+from gateways.ai.router import ai_router
 from gateways.analytics.router import analytics_router
 from gateways.auth.router import auth_router
 from gateways.common.deps import current_user, rate_limited_ip
@@ -30,6 +31,7 @@ SERVICES: dict[str, tuple[Callable[[], APIRouter], str, str, Callable]] = {
     "storage": (storage_router, "/data", "storage_url", current_user),
     "analytics": (analytics_router, "/analytics", "analytics_url", current_user),
     "logs": (logs_router, "/logs", "logs_url", current_user),
+    "ai": (ai_router, "/ai", "ai_url", current_user),
 }
 
 

@@ -23,7 +23,7 @@ import pytest
 from deltastream.runtime.probes import wait_ready
 from deltastream.runtime.servers import prepare_data_dir, redis_spec
 from deltastream.settings import Settings
-from tests.stack import Stack, _terminate, free_port
+from tests.stack import Stack, terminate, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "dashboard"  # git-ignored; CI keeps what the run left there
@@ -95,7 +95,7 @@ def private_redis(base: Path) -> Iterator[str]:
         wait_ready(settings, ("redis",), timeout=30)
         yield settings.redis_uri
     finally:
-        _terminate(proc)
+        terminate(proc)
 
 
 @dataclass

@@ -113,19 +113,21 @@ def test_export_and_replay_from_file(recorded, tmp_path, suffix):
     assert len(from_api) == len([r for r in original if r.timestamp >= window(10)])
 
 
-def test_replay_from_mongodb_history(recorded, stack):
+def test_replay_from_mongodb_history(recorded, sinks_mongo, unique):
     settings, topics, _ = recorded
     from deltastream.clients import mongo_client
     from schemas.records import as_utc
 
-    db = mongo_client(stack.settings)[stack.settings.mongo_db + "_replaytest"]
+    # A database of its own (other tests store records of the same event times).
+    mongo_settings = settings.model_copy(update={"mongo_url": sinks_mongo.url, "mongo_db": f"replay_{unique}"})
+    db = mongo_client(mongo_settings)[mongo_settings.mongo_db]
     originals = list(replay(settings, topics, T0, window(SNAPSHOTS)))
     for r in originals:  # stored as the Mongo sink stores them: _id = event_id, real datetimes
         doc = decode_dict(r.value)
         doc["_id"] = doc["event_id"]
         doc["timestamp"] = as_utc(dt.datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00")))
         db[MONGO_COLLECTIONS[r.topic.split(".", 1)[1]]].replace_one({"_id": doc["_id"]}, doc, upsert=True)
-    history = list(mongo_records(settings.model_copy(update={"mongo_db": stack.settings.mongo_db + "_replaytest"}),
+    history = list(mongo_records(mongo_settings,
                                  [MARKET_UNDERLYING, MARKET_OPTION_CHAINS], T0, window(SNAPSHOTS)))
     assert len(history) == len(originals)
     assert [r.timestamp_ms for r in history] == sorted(r.timestamp_ms for r in originals)

@@ -159,16 +159,6 @@ class PrivateMongo:
             self.proc.wait(10)
 
 
-@pytest.fixture(scope="session")
-def sinks_mongo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMongo]:
-    mongo = PrivateMongo(tmp_path_factory.mktemp("sinks-mongo"))
-    mongo.start()
-    try:
-        yield mongo
-    finally:
-        mongo.kill()
-
-
 @pytest.fixture
 def private_mongo(tmp_path: Path) -> Iterator[PrivateMongo]:
     """A server for one test alone (to stop and start)."""

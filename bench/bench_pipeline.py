@@ -1,0 +1,274 @@
+"""The whole pipeline at a given option-quote rate: what each stage sustains, how late a
+quote reaches a WebSocket client and MongoDB, and what every process costs.
+
+    deltastream bench pipeline --rate 5000 --duration 30 [--clients 4] [--max]
+
+Runs the embedded servers on free ports (or the servers DELTASTREAM_KAFKA_BOOTSTRAP /
+_MONGO_URL / _REDIS_URL name) and the real processes: feed, processor worker, both sinks
+and the socket gateway, each a `deltastream` subprocess. The feed's chain size is fixed by
+--products/--expiries/--strikes; the rate sets the snapshot interval.
+
+Stages (sustained = counted over the measured window, after a warm-up):
+  feed        option quotes on market.option_quotes (Kafka end offsets)
+  processors  quotes inside the chain snapshots turned into analytics.chain records
+  mongodb     option_quotes documents stored by the Mongo sink
+  websocket   quotes inside the chain_update messages a client receives (per client)
+Latency: a chain's event time (the feed stamps wall-clock time) to its arrival at a client,
+and to the newest quote stored in MongoDB (sampled twice a second). Prints; asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import psutil
+import websockets
+from confluent_kafka import Consumer, TopicPartition
+
+from deltastream.clients import consumer_config, mongo_client
+from deltastream.runtime.fleet import Fleet
+from deltastream.runtime.stack import Stack, free_port, start_stack
+from deltastream.runtime.topics import ensure_topics
+from deltastream.settings import DEFAULT_PRODUCTS, Settings
+from gateways.common.tokens import issue_token
+from schemas.topics import ANALYTICS_CHAIN, MARKET_OPTION_QUOTES, TOPICS
+
+STAGES = ("feed", "processors", "mongodb", "websocket")
+PROCESSES = ("processor", "sink-mongo", "sink-redis", "socket", "feed")
+LATENCY_TARGET_MS = 100.0
+
+
+@dataclass
+class Level:
+    offered: float
+    sustained: dict[str, float] = field(default_factory=dict)
+    ws_latency_ms: list[float] = field(default_factory=list)
+    mongo_lag_ms: list[float] = field(default_factory=list)
+    usage: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (CPU %, RSS MiB)
+    deliveries: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def pct(self, values: list[float], q: float) -> float:
+        if not values:
+            return float("nan")
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def saturated(self) -> str | None:
+        """The first stage that kept less than 90% of the offered rate."""
+        return next((s for s in STAGES if self.sustained.get(s, 0.0) < 0.9 * self.offered), None)
+
+    @property
+    def ok(self) -> bool:
+        return self.saturated is None and self.pct(self.ws_latency_ms, 0.99) <= LATENCY_TARGET_MS
+
+
+def quotes_per_chain(strikes: int) -> int:
+    return (2 * strikes + 1) * 2
+
+
+def end_offsets(settings: Settings, topic: str) -> int:
+    consumer = Consumer(consumer_config(settings, f"bench-offsets-{uuid.uuid4().hex[:6]}"))
+    try:
+        name = settings.topic(topic)
+        parts = range(TOPICS[topic].partitions)
+        return sum(consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in parts)
+    finally:
+        consumer.close()
+
+
+class Clients:
+    """WebSocket clients subscribed to every product's chain room, in a thread of their own."""
+
+    def __init__(self, url: str, products: list[str], count: int) -> None:
+        self.url, self.products, self.count = url, products, count
+        self.latencies: list[float] = []
+        self.chains = 0  # chain_update messages received, all clients
+        self.measuring = False
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    async def _client(self) -> None:
+        try:
+            async with websockets.connect(self.url, max_size=None, open_timeout=30) as ws:
+                for p in self.products:
+                    await ws.send(orjson.dumps({"action": "subscribe", "type": "chain", "symbol": p}))
+                while not self._stop.is_set():
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), 0.5)
+                    except asyncio.TimeoutError:
+                        continue
+                    now = time.time()
+                    msg = orjson.loads(raw)
+                    if msg.get("event") != "chain_update" or msg.get("snapshot"):
+                        continue
+                    if self.measuring:
+                        self.chains += 1
+                        sent = dt.datetime.fromisoformat(msg["data"]["timestamp"].replace("Z", "+00:00"))
+                        self.latencies.append((now - sent.timestamp()) * 1000)
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    async def _main(self) -> None:
+        await asyncio.gather(*(self._client() for _ in range(self.count)))
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup: float,
+              clients: int, products: list[str], expiries: int, strikes: int, redis_db: int) -> Level:
+    per_snapshot = len(products) * expiries * quotes_per_chain(strikes)
+    unique = uuid.uuid4().hex[:8]
+    settings = stack.with_settings(
+        topic_prefix=f"bench{unique}.", processor_app_id=f"bench-{unique}", mongo_db=f"bench_{unique}",
+        redis_url=f"{stack.settings.redis_uri.rsplit('/', 1)[0]}/{redis_db}", products=products,
+        feed_expiries=expiries, feed_strikes_per_side=strikes, feed_interval=per_snapshot / rate,
+        socket_port=free_port(), api_port=free_port(), data_dir=workdir / unique)
+    ensure_topics(settings)
+    env = stack.env | {
+        "DELTASTREAM_TOPIC_PREFIX": settings.topic_prefix, "DELTASTREAM_PROCESSOR_APP_ID": settings.processor_app_id,
+        "DELTASTREAM_MONGO_DB": settings.mongo_db, "DELTASTREAM_REDIS_URL": settings.redis_url,
+        "DELTASTREAM_PRODUCTS": json.dumps(products), "DELTASTREAM_FEED_EXPIRIES": str(expiries),
+        "DELTASTREAM_FEED_STRIKES_PER_SIDE": str(strikes), "DELTASTREAM_FEED_INTERVAL": repr(settings.feed_interval),
+        "DELTASTREAM_SOCKET_PORT": str(settings.socket_port), "DELTASTREAM_API_PORT": str(settings.api_port),
+        "DELTASTREAM_DATA_DIR": str(settings.data_dir), "DELTASTREAM_LOG_SHIP_LEVEL": "",
+        "DELTASTREAM_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+    fleet = Fleet(settings, env, settings.data_dir / "logs", only=PROCESSES)
+    level = Level(offered=rate)
+    db = mongo_client(settings)[settings.mongo_db]
+    for name in PROCESSES[:-1]:
+        fleet.start(name)
+    token, _ = issue_token(settings, "bench", "access")
+    ws = Clients(f"ws://{settings.host}:{settings.socket_port}/ws?token={token}", products, clients)
+    try:
+        wait_for(lambda: _listening(settings.socket_port), 60, "the socket gateway")
+        ws.start()
+        time.sleep(12)  # the worker joins its group (about half the session timeout on Tansu)
+        fleet.start("feed")
+        time.sleep(warmup)
+        base = _counts(settings, db, ws, strikes)
+        cpu0 = fleet.usage()
+        t0 = time.monotonic()
+        ws.measuring = True
+        while time.monotonic() - t0 < duration:
+            newest = db.option_quotes.find_one({}, {"timestamp": 1}, sort=[("timestamp", -1)])
+            if newest is not None:
+                stamp = newest["timestamp"].replace(tzinfo=dt.timezone.utc)
+                level.mongo_lag_ms.append((dt.datetime.now(dt.timezone.utc) - stamp).total_seconds() * 1000)
+            time.sleep(0.5)
+        ws.measuring = False
+        elapsed = time.monotonic() - t0
+        cpu1 = fleet.usage()
+        end = _counts(settings, db, ws, strikes)
+        level.sustained = {s: (end[s] - base[s]) / elapsed for s in STAGES}
+        level.sustained["websocket"] /= max(clients, 1)
+        level.ws_latency_ms = ws.latencies
+        level.deliveries = ws.chains
+        level.usage = {n: (100 * (cpu1[n][0] - cpu0[n][0]) / elapsed, cpu1[n][1])
+                       for n in cpu1 if n in cpu0}
+        level.errors = ws.errors + [f"{n} exited" for n in PROCESSES if not fleet.alive(n)]
+    finally:
+        ws.stop()
+        fleet.stop_all(timeout=20)
+        db.client.drop_database(settings.mongo_db)
+        db.client.close()
+    return level
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _counts(settings: Settings, db, ws: Clients, strikes: int) -> dict[str, int]:
+    per_chain = quotes_per_chain(strikes)
+    return {"feed": end_offsets(settings, MARKET_OPTION_QUOTES),
+            "processors": end_offsets(settings, ANALYTICS_CHAIN) * per_chain,
+            "mongodb": db.option_quotes.estimated_document_count(),
+            "websocket": ws.chains * per_chain}
+
+
+def report(levels: list[Level], clients: int) -> None:
+    print()
+    print(f"{'offered q/s':>11} " + " ".join(f"{s:>11}" for s in STAGES)
+          + f" {'ws p50':>7} {'ws p99':>7} {'ws max':>7} {'mongo p50':>9} {'mongo p99':>9}  first to saturate")
+    for lv in levels:
+        print(f"{lv.offered:>11,.0f} " + " ".join(f"{lv.sustained.get(s, 0):>11,.0f}" for s in STAGES)
+              + f" {lv.pct(lv.ws_latency_ms, .5):>7.0f} {lv.pct(lv.ws_latency_ms, .99):>7.0f}"
+              f" {max(lv.ws_latency_ms, default=float('nan')):>7.0f}"
+              f" {lv.pct(lv.mongo_lag_ms, .5):>9.0f} {lv.pct(lv.mongo_lag_ms, .99):>9.0f}  {lv.saturated or '-'}")
+    print(f"(sustained option quotes/s per stage; websocket per client, {clients} clients; latencies in ms)")
+    last = levels[-1]
+    print("\nper process at {:,.0f} quotes/s: ".format(last.offered)
+          + ", ".join(f"{n} {cpu:.0f}% CPU {rss:.0f} MiB" for n, (cpu, rss) in sorted(last.usage.items())))
+    for lv in levels:
+        if lv.errors:
+            print(f"at {lv.offered:,.0f}/s: " + "; ".join(sorted(set(lv.errors))[:5]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="deltastream bench pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=2000, help="offered option quotes/s")
+    parser.add_argument("--duration", type=float, default=20, help="measured seconds per rate")
+    parser.add_argument("--warmup", type=float, default=8, help="seconds of feed before measuring")
+    parser.add_argument("--clients", type=int, default=4, help="WebSocket clients (each in every chain room)")
+    parser.add_argument("--products", type=int, default=len(DEFAULT_PRODUCTS), choices=range(1, 9))
+    parser.add_argument("--expiries", type=int, default=3)
+    parser.add_argument("--strikes", type=int, default=10, help="strikes per side of the money")
+    parser.add_argument("--max", action="store_true",
+                        help=f"double the rate from --rate until a stage saturates or p99 > {LATENCY_TARGET_MS:.0f} ms")
+    args = parser.parse_args(argv)
+    if args.rate <= 0 or args.duration <= 0:
+        parser.error("--rate and --duration must be positive")
+    products = list(DEFAULT_PRODUCTS[:args.products])
+    levels: list[Level] = []
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp, start_stack(Path(tmp)) as stack:
+        rate, db = args.rate, 1
+        while True:
+            print(f"-- {rate:,.0f} option quotes/s for {args.duration:.0f}s "
+                  f"({len(products)} products x {args.expiries} expiries x {quotes_per_chain(args.strikes)} quotes)",
+                  flush=True)
+            level = run_level(stack, Path(tmp), rate, args.duration, args.warmup, args.clients, products,
+                              args.expiries, args.strikes, db)
+            levels.append(level)
+            print(f"   sustained: " + ", ".join(f"{s} {level.sustained[s]:,.0f}/s" for s in STAGES)
+                  + f"; ws p99 {level.pct(level.ws_latency_ms, .99):.0f} ms", flush=True)
+            if not args.max or not level.ok or db >= 15:
+                break
+            rate, db = rate * 2, db + 1
+    report(levels, args.clients)
+    if args.max:
+        passing = [lv.offered for lv in levels if lv.ok]
+        print(f"\nhighest rate with every stage >= 90% of offered and ws p99 <= {LATENCY_TARGET_MS:.0f} ms: "
+              + (f"{max(passing):,.0f} quotes/s" if passing else f"none (from {args.rate:,.0f}/s)"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The WebSocket gateway (DESIGN.md, "WebSocket"): live fan-out of the Redis sink's envelopes."""
