@@ -19,9 +19,11 @@ and to the newest quote stored in MongoDB (sampled twice a second). Prints; asse
 from __future__ import annotations
 
 import argparse
+import atexit
 import asyncio
 import datetime as dt
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -30,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-import psutil
 import websockets
 from confluent_kafka import Consumer, TopicPartition
 
@@ -241,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", type=int, default=len(DEFAULT_PRODUCTS), choices=range(1, 9))
     parser.add_argument("--expiries", type=int, default=3)
     parser.add_argument("--strikes", type=int, default=10, help="strikes per side of the money")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' data and the process logs")
     parser.add_argument("--max", action="store_true",
                         help=f"double the rate from --rate until a stage saturates or p99 > {LATENCY_TARGET_MS:.0f} ms")
     args = parser.parse_args(argv)
@@ -248,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rate and --duration must be positive")
     products = list(DEFAULT_PRODUCTS[:args.products])
     levels: list[Level] = []
-    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp, start_stack(Path(tmp)) as stack:
+    tmp = tempfile.mkdtemp(prefix="bench-pipeline-")
+    if args.keep:
+        print(f"data and logs in {tmp}")
+    else:
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    with start_stack(Path(tmp)) as stack:
         rate, db = args.rate, 1
         while True:
             print(f"-- {rate:,.0f} option quotes/s for {args.duration:.0f}s "
@@ -257,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             level = run_level(stack, Path(tmp), rate, args.duration, args.warmup, args.clients, products,
                               args.expiries, args.strikes, db)
             levels.append(level)
-            print(f"   sustained: " + ", ".join(f"{s} {level.sustained[s]:,.0f}/s" for s in STAGES)
+            print("   sustained: " + ", ".join(f"{s} {level.sustained[s]:,.0f}/s" for s in STAGES)
                   + f"; ws p99 {level.pct(level.ws_latency_ms, .99):.0f} ms", flush=True)
             if not args.max or not level.ok or db >= 15:
                 break

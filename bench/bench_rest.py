@@ -29,20 +29,15 @@ from pathlib import Path
 import httpx
 
 from gateways.common.tokens import issue_token
-from tests.gateways.dataset import pipeline_dataset
+from tests.gateways.dataset import gateway_env, pipeline_dataset
 from deltastream.runtime.stack import free_port, start_stack
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def start_gateway(data, port: int, log: Path) -> subprocess.Popen:
-    s = data.settings
-    env = {**data.stack.env, "DELTASTREAM_MONGO_URL": s.mongo_uri, "DELTASTREAM_REDIS_URL": s.redis_uri,
-           "DELTASTREAM_MONGO_DB": s.mongo_db, "DELTASTREAM_JWT_SECRET": s.jwt_secret,
-           "DELTASTREAM_DATA_DIR": str(s.data_dir), "DELTASTREAM_TOPIC_PREFIX": s.topic_prefix,
-           "DELTASTREAM_PRODUCTS": '["NIFTY","AAPL"]', "DELTASTREAM_API_PORT": str(port),
-           "DELTASTREAM_LOG_LEVEL": "WARNING",
-           "DELTASTREAM_RATE_LIMIT_USER": "100000000/minute", "DELTASTREAM_RATE_LIMIT_IP": "100000000/minute"}
+    env = gateway_env(data, port, DELTASTREAM_LOG_LEVEL="WARNING",
+                      DELTASTREAM_RATE_LIMIT_USER="100000000/minute", DELTASTREAM_RATE_LIMIT_IP="100000000/minute")
     proc = subprocess.Popen([sys.executable, "-m", "deltastream", "serve", "api"], cwd=REPO, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60

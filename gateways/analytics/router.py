@@ -10,16 +10,16 @@ import datetime as dt
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from gateways.analytics.compute import combined_pcr, max_pain_row, oi_buildup_row
 from gateways.analytics.models import MaxPain, OhlcSeries, OiBuildup, PcrTrends
 from gateways.common.deps import Resources, ResourcesDep, current_user
 from gateways.common.errors import DATA_ERRORS, invalid
-from gateways.common.jsonio import JSONBytes, dumps, json_response, time_range, utc_param
+from gateways.common.jsonio import JSONBytes, json_response, time_range, utc_param
 from gateways.common.market import (PRODUCT_PATTERN, SYMBOL_PATTERN, MarketRepository, in_thread,
-                                    latest_of, product_of_symbol)
-from schemas.records import VolSurface, iso_z
+                                    latest_of, latest_or_at, product_of_symbol)
+from schemas.records import VolSurface
 
 ProductPath = Annotated[str, Path(pattern=PRODUCT_PATTERN, examples=["NIFTY"])]
 Start = Annotated[dt.datetime | None, Query(description="ISO-8601; naive means UTC")]
@@ -58,22 +58,9 @@ def analytics_router() -> APIRouter:
                                  at: Annotated[dt.datetime | None, Query(
                                      description="the surface as it was at this time")] = None) -> JSONBytes:
         """Implied volatility by expiry and strike: the latest surface, or the last at or before `at`."""
-        when = utc_param(at, "at")
-        latest = latest_of(resources)
-        await latest.require_product(product)
-        key = f"latest:vol_surface:{product}"
-        if when is None:
-            cached = await latest.get(key)
-            if cached is not None:
-                return JSONBytes(cached)
-        doc = await in_thread(MarketRepository(resources.db).latest, "vol_surfaces", {"product": product}, when)
-        if doc is None:
-            moment = f" at or before {iso_z(when)}" if when is not None else ""
-            raise HTTPException(404, f"no volatility surface for {product}{moment}")
-        body = dumps(doc)
-        if when is None:
-            await latest.remember(key, body)
-        return JSONBytes(body)
+        return JSONBytes(await latest_or_at(
+            resources, product, f"latest:vol_surface:{product}", "vol_surfaces", {"product": product},
+            utc_param(at, "at"), f"volatility surface for {product}"))
 
     @router.get("/max_pain/{product}", response_model=MaxPain, response_class=JSONBytes)
     async def max_pain(product: ProductPath, resources: ResourcesDep) -> JSONBytes:

@@ -23,7 +23,8 @@ from starlette.concurrency import run_in_threadpool
 
 from deltastream.settings import Settings
 from gateways.common.errors import invalid
-from gateways.common.jsonio import public
+from gateways.common.jsonio import dumps, public
+from schemas.records import iso_z
 
 log = logging.getLogger("deltastream.gateways.market")
 
@@ -146,3 +147,23 @@ def latest_of(resources) -> Latest:
     if latest is None:
         latest = resources.extras["latest"] = Latest(resources.aredis, resources.settings)
     return latest
+
+
+async def latest_or_at(resources, product: str, key: str, collection: str, query: dict[str, Any],
+                       when: dt.datetime | None, what: str) -> bytes:
+    """A stored record as JSON: the latest (Redis `key`, read through to MongoDB) or, with
+    `when`, the last one at or before it (MongoDB); 404 naming `what` when there is none."""
+    latest = latest_of(resources)
+    await latest.require_product(product)
+    if when is None:
+        cached = await latest.get(key)
+        if cached is not None:
+            return cached
+    doc = await in_thread(MarketRepository(resources.db).latest, collection, query, when)
+    if doc is None:
+        moment = f" at or before {iso_z(when)}" if when is not None else ""
+        raise HTTPException(404, f"no {what}{moment}")
+    body = dumps(doc)
+    if when is None:
+        await latest.remember(key, body)
+    return body

@@ -8,15 +8,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from gateways.common.deps import ResourcesDep, current_user
 from gateways.common.errors import DATA_ERRORS
-from gateways.common.jsonio import JSONBytes, dumps, json_response, time_range, utc_param
+from gateways.common.jsonio import JSONBytes, json_response, time_range, utc_param
 from gateways.common.market import (PRODUCT_PATTERN, SYMBOL_PATTERN, MarketRepository, in_thread,
-                                    latest_of, product_of_symbol)
+                                    latest_of, latest_or_at, product_of_symbol)
 from gateways.storage.models import ExpiryList, OptionHistory, ProductList, UnderlyingHistory
-from schemas.records import OptionChain, iso_z
+from schemas.records import OptionChain
 
 ProductPath = Annotated[str, Path(pattern=PRODUCT_PATTERN, examples=["NIFTY"])]
 Start = Annotated[dt.datetime | None, Query(description="ISO-8601; naive means UTC")]
@@ -70,22 +70,9 @@ def storage_router() -> APIRouter:
                         description="the chain as it was at this time (ISO-8601) instead of the latest")] = None
                     ) -> JSONBytes:
         """The latest chain snapshot of one expiry, or the last one at or before `at`."""
-        when = utc_param(at, "at")
-        latest = latest_of(resources)
-        await latest.require_product(product)
-        key = f"latest:chain:{product}:{expiry.isoformat()}"
-        if when is None:
-            cached = await latest.get(key)
-            if cached is not None:
-                return JSONBytes(cached)
-        doc = await in_thread(MarketRepository(resources.db).latest, "option_chains",
-                              {"product": product, "expiry": expiry.isoformat()}, when)
-        if doc is None:
-            moment = f" at or before {iso_z(when)}" if when is not None else ""
-            raise HTTPException(404, f"no {product} chain for expiry {expiry.isoformat()}{moment}")
-        body = dumps(doc)
-        if when is None:
-            await latest.remember(key, body)
-        return JSONBytes(body)
+        return JSONBytes(await latest_or_at(
+            resources, product, f"latest:chain:{product}:{expiry.isoformat()}", "option_chains",
+            {"product": product, "expiry": expiry.isoformat()}, utc_param(at, "at"),
+            f"{product} chain for expiry {expiry.isoformat()}"))
 
     return router

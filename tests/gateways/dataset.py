@@ -141,3 +141,12 @@ def _run_pipeline(stack: Stack, settings: Settings, base: Path, snapshots: int) 
         for sink in sinks:
             sink.stop()
         worker.stop()
+
+
+def gateway_env(dataset, port: int, **extra: str) -> dict[str, str]:
+    """Environment of a `deltastream serve api` process reading this dataset's stores."""
+    s = dataset.settings
+    return {**dataset.stack.env, "DELTASTREAM_MONGO_URL": s.mongo_uri, "DELTASTREAM_REDIS_URL": s.redis_uri,
+            "DELTASTREAM_MONGO_DB": s.mongo_db, "DELTASTREAM_JWT_SECRET": s.jwt_secret,
+            "DELTASTREAM_DATA_DIR": str(s.data_dir), "DELTASTREAM_TOPIC_PREFIX": s.topic_prefix,
+            "DELTASTREAM_PRODUCTS": '["NIFTY","AAPL"]', "DELTASTREAM_API_PORT": str(port), **extra}

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from gateways.common.tokens import issue_token
+from tests.gateways.dataset import gateway_env
 from tests.stack import free_port
 
 pytestmark = pytest.mark.integration
@@ -22,12 +23,8 @@ PER_USER, PER_IP = 6, 10
 
 
 def start_gateway(dataset, port: int, log: Path) -> subprocess.Popen:
-    s = dataset.settings
-    env = {**dataset.stack.env, "DELTASTREAM_MONGO_URL": s.mongo_uri, "DELTASTREAM_REDIS_URL": s.redis_uri,
-           "DELTASTREAM_MONGO_DB": s.mongo_db, "DELTASTREAM_JWT_SECRET": s.jwt_secret,
-           "DELTASTREAM_DATA_DIR": str(s.data_dir), "DELTASTREAM_TOPIC_PREFIX": s.topic_prefix,
-           "DELTASTREAM_PRODUCTS": '["NIFTY","AAPL"]', "DELTASTREAM_API_PORT": str(port),
-           "DELTASTREAM_RATE_LIMIT_USER": f"{PER_USER}/minute", "DELTASTREAM_RATE_LIMIT_IP": f"{PER_IP}/minute"}
+    env = gateway_env(dataset, port, DELTASTREAM_RATE_LIMIT_USER=f"{PER_USER}/minute",
+                      DELTASTREAM_RATE_LIMIT_IP=f"{PER_IP}/minute")
     return subprocess.Popen([sys.executable, "-m", "deltastream", "serve", "api"], cwd=REPO, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
