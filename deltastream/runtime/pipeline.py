@@ -19,6 +19,7 @@ class ProcessSpec:
     port: int | None = None
     port_env: str | None = None
     url_path: str = ""  # what to show in the "runs where" table
+    scheme: str = "http"
 
     @property
     def command(self) -> str:
@@ -32,6 +33,8 @@ def pipeline_processes(settings: Settings) -> list[ProcessSpec]:
         ProcessSpec("processor", ["process"]),
         ProcessSpec("sink-mongo", ["sink", "mongo"]),
         ProcessSpec("sink-redis", ["sink", "redis"]),
-        ProcessSpec("api", ["serve", "api"], settings.api_port, "DELTASTREAM_API_PORT", "/docs"),
-        ProcessSpec("socket", ["serve", "socket"], settings.socket_port, "DELTASTREAM_SOCKET_PORT", "/ws"),
+        # `/` redirects to the dashboard; the API's docs are at /docs
+        ProcessSpec("api", ["serve", "api"], settings.api_port, "DELTASTREAM_API_PORT", "/"),
+        ProcessSpec("socket", ["serve", "socket"], settings.socket_port, "DELTASTREAM_SOCKET_PORT", "/ws",
+                    scheme="ws"),
     ]

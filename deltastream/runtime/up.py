@@ -46,12 +46,13 @@ def where_table(settings: Settings, servers: list[ServerSpec], processes: list[P
             ("mongodb", settings.mongo_uri, "embedded nx-27017" if settings.embedded_mongo else "external"),
             ("redis", settings.redis_uri, "embedded redis-server" if settings.embedded_redis else "external")]
     for p in processes:
-        where = f"http://{settings.host}:{p.port}{p.url_path}" if p.port else "-"
+        where = f"{p.scheme}://{settings.host}:{p.port}{p.url_path}" if p.port else "-"
         rows.append((p.name, where, "deltastream " + " ".join(p.args)))
     width = max(len(r[0]) for r in rows)
     lines = [f"  {name:<{width}}  {addr:<32}  {what}" for name, addr, what in rows]
-    return "DeltaStream is up (data in %s):\n%s\nCtrl-C stops everything.\n" % (
-        settings.data_dir.resolve(), "\n".join(lines))
+    return ("DeltaStream is up (data in %s):\n%s\nDashboard: http://%s:%d/ (API docs: /docs). "
+            "Ctrl-C stops everything.\n" % (settings.data_dir.resolve(), "\n".join(lines), settings.host,
+                                               settings.api_port))
 
 
 def run_up(settings: Settings, with_pipeline: bool = True) -> int:
