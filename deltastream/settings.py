@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="gateway → separately deployed service (DELTASTREAM_*_URL)")
     log_ship_level: str = Field(default="INFO", description="lowest level shipped to deltastream.logs "
                                                             "(and Loki); empty: do not ship")
+    http_workers: int = Field(default=1, ge=1, le=64,
+                              description="uvicorn worker processes per HTTP service (one port; rate limits "
+                                          "stay shared through Redis): the way to scale a gateway on one host")
+    http_otel: bool = Field(default=False,
+                            description="FastAPI's native OpenTelemetry (spans/metrics to the global providers); "
+                                        "off: the services export Prometheus at /metrics, and the per-request "
+                                        "provider check costs ~10% of a request's CPU")
 
     # -- AI analyst (gateways/ai; models need the `.[ai]` extra) ------------------------
     ai_embedding_model: str | None = Field(
@@ -107,6 +114,9 @@ class Settings(BaseSettings):
     topic_prefix: str = ""  # e.g. "replay." to run a second, isolated pipeline
     processor_app_id: str = "deltastream-processors"
     log_level: str = "INFO"
+    shutdown_grace_seconds: float = Field(
+        default=6.0, ge=0, le=60, description="on Ctrl-C/SIGTERM of `up`: how long the embedded servers "
+                                              "stay up so producers flush and sinks commit into them")
 
     # -- stream processors ------------------------------------------------------------
     processor_grace_seconds: float = Field(

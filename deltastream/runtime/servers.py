@@ -5,6 +5,7 @@ Each is described once here (command line, port, the env var that moves it) and 
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import shutil
 import sys
@@ -24,6 +25,7 @@ class ServerSpec:
     argv: list[str]
     port: int
     port_env: str  # the env var that changes the port
+    grace: float = 2.0  # seconds the server outlives a stop of `up` (see `graceful`)
 
     @property
     def command(self) -> str:
@@ -31,7 +33,7 @@ class ServerSpec:
         the pipeline processes, so they can flush and commit into it (see `graceful`)."""
         import shlex
 
-        wrapper = [sys.executable, "-m", "deltastream.runtime.graceful", "--grace", "2", "--"]
+        wrapper = [sys.executable, "-m", "deltastream.runtime.graceful", "--grace", str(self.grace), "--"]
         return "exec " + shlex.join(wrapper + self.argv)
 
 
@@ -111,7 +113,7 @@ def embedded_specs(settings: Settings) -> list[ServerSpec]:
         specs.append(mongo_spec(settings))
     if settings.embedded_redis:
         specs.append(redis_spec(settings))
-    return specs
+    return [dataclasses.replace(s, grace=settings.shutdown_grace_seconds) for s in specs]
 
 
 def prepare_data_dir(settings: Settings) -> None:

@@ -1,7 +1,7 @@
 """`deltastream up`: the embedded servers and the pipeline, under honcho.
 
 honcho gives each child its own process group, prefixes and multiplexes their output,
-forwards Ctrl-C/SIGTERM and SIGKILLs whatever has not exited 5 s later; when any child
+forwards Ctrl-C/SIGTERM and SIGKILLs whatever has not exited some seconds later; when any child
 dies it stops the rest, so a broken pipeline is loud rather than half-alive.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import threading
 
+import honcho.manager as honcho_manager
 from honcho.manager import Manager
 from honcho.printer import Message
 
@@ -61,6 +62,9 @@ def run_up(settings: Settings, with_pipeline: bool = True) -> int:
     preflight(settings, servers, processes)
     prepare_data_dir(settings)
 
+    # honcho SIGKILLs what is still running KILL_WAIT seconds after a stop (5 by default):
+    # leave the processes the servers' grace to flush and commit, and a margin.
+    honcho_manager.KILL_WAIT = settings.shutdown_grace_seconds + 4
     manager = Manager()
     for spec in servers:
         manager.add_process(spec.name, spec.command)
