@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from deltastream.runtime.pipeline import pipeline_processes
 from deltastream.runtime.probes import STORE_PROBES, ProbeResult, probe_http
 from deltastream.settings import Settings
 
@@ -21,7 +22,9 @@ def _service_url(settings: Settings, name: str) -> str:
 
 
 def collect_status(settings: Settings, timeout: float = 2.0,
-                   services: tuple[str, ...] = ("api",)) -> list[ProbeResult]:
+                   services: tuple[str, ...] | None = None) -> list[ProbeResult]:
+    if services is None:  # the services `up` runs
+        services = tuple(p.name for p in pipeline_processes(settings) if p.name in HTTP_SERVICES)
     with ThreadPoolExecutor(max_workers=8) as pool:
         stores = [pool.submit(probe, settings, timeout) for probe in STORE_PROBES.values()]
         http = [pool.submit(probe_http, name, _service_url(settings, name), timeout) for name in services]

@@ -130,7 +130,8 @@ def test_malformed_settings_give_one_line_reason(tmp_path, var, value):
 
 
 def test_status_reports_each_component(stack, tmp_path):
-    result = run_cli(["status", "--timeout", "1"], stack.env | {"DELTASTREAM_API_PORT": str(free_port())}, tmp_path)
+    result = run_cli(["status", "--timeout", "1"], stack.env | {"DELTASTREAM_API_PORT": str(free_port()),
+                                                                "DELTASTREAM_SOCKET_PORT": str(free_port())}, tmp_path)
     lines = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
-    assert lines == {"kafka": "up", "mongodb": "up", "redis": "up", "api": "DOWN"}
+    assert lines == {"kafka": "up", "mongodb": "up", "redis": "up", "api": "DOWN", "socket": "DOWN"}
     assert result.returncode == 1
