@@ -9,9 +9,11 @@ and the socket gateway, each a `deltastream` subprocess. The feed's chain size i
 --products/--expiries/--strikes; the rate sets the snapshot interval.
 
 Stages (sustained = counted over the measured window, after a warm-up):
-  feed        option quotes on market.option_quotes (Kafka end offsets)
+  feed        option quotes on market.option_quotes (Kafka end offsets; with --chains-only,
+              the quotes inside the chain snapshots on market.option_chains)
   processors  quotes inside the chain snapshots turned into analytics.chain records
-  mongodb     option_quotes documents stored by the Mongo sink
+  mongodb     option_quotes documents stored by the Mongo sink (--chains-only: the quotes
+              inside the stored option_chains documents)
   websocket   quotes inside the chain_update messages a client receives (per client)
 Latency: a chain's event time (the feed stamps wall-clock time) to its arrival at a client,
 and to the newest quote stored in MongoDB (sampled twice a second). Prints; asserts nothing.
@@ -41,7 +43,7 @@ from deltastream.runtime.stack import Stack, free_port, start_stack
 from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import DEFAULT_PRODUCTS, Settings
 from gateways.common.tokens import issue_token
-from schemas.topics import ANALYTICS_CHAIN, MARKET_OPTION_QUOTES, TOPICS
+from schemas.topics import ANALYTICS_CHAIN, MARKET_OPTION_CHAINS, MARKET_OPTION_QUOTES, TOPICS
 
 STAGES = ("feed", "processors", "mongodb", "websocket")
 PROCESSES = ("processor", "sink-mongo", "sink-redis", "socket", "feed")
@@ -141,7 +143,8 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup: float,
-              clients: int, products: list[str], expiries: int, strikes: int, redis_db: int) -> Level:
+              clients: int, products: list[str], expiries: int, strikes: int, redis_db: int,
+              quote_records: bool = True) -> Level:
     per_snapshot = len(products) * expiries * quotes_per_chain(strikes)
     unique = uuid.uuid4().hex[:8]
     settings = stack.with_settings(
@@ -157,7 +160,8 @@ def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup:
         "DELTASTREAM_FEED_STRIKES_PER_SIDE": str(strikes), "DELTASTREAM_FEED_INTERVAL": repr(settings.feed_interval),
         "DELTASTREAM_SOCKET_PORT": str(settings.socket_port), "DELTASTREAM_API_PORT": str(settings.api_port),
         "DELTASTREAM_DATA_DIR": str(settings.data_dir), "DELTASTREAM_LOG_SHIP_LEVEL": "",
-        "DELTASTREAM_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+        "DELTASTREAM_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
+        "DELTASTREAM_FEED_PUBLISH_QUOTES": "true" if quote_records else "false"}
     fleet = Fleet(settings, env, settings.data_dir / "logs", only=PROCESSES)
     level = Level(offered=rate)
     db = mongo_client(settings)[settings.mongo_db]
@@ -171,12 +175,13 @@ def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup:
         time.sleep(12)  # the worker joins its group (about half the session timeout on Tansu)
         fleet.start("feed")
         time.sleep(warmup)
-        base = _counts(settings, db, ws, strikes)
+        base = _counts(settings, db, ws, strikes, quote_records)
         cpu0 = fleet.usage()
         t0 = time.monotonic()
         ws.measuring = True
         while time.monotonic() - t0 < duration:
-            newest = db.option_quotes.find_one({}, {"timestamp": 1}, sort=[("timestamp", -1)])
+            stored = db.option_quotes if quote_records else db.option_chains
+            newest = stored.find_one({}, {"timestamp": 1}, sort=[("timestamp", -1)])
             if newest is not None:
                 stamp = newest["timestamp"].replace(tzinfo=dt.timezone.utc)
                 level.mongo_lag_ms.append((dt.datetime.now(dt.timezone.utc) - stamp).total_seconds() * 1000)
@@ -184,7 +189,7 @@ def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup:
         ws.measuring = False
         elapsed = time.monotonic() - t0
         cpu1 = fleet.usage()
-        end = _counts(settings, db, ws, strikes)
+        end = _counts(settings, db, ws, strikes, quote_records)
         level.sustained = {s: (end[s] - base[s]) / elapsed for s in STAGES}
         level.sustained["websocket"] /= max(clients, 1)
         level.ws_latency_ms = ws.latencies
@@ -207,12 +212,16 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _counts(settings: Settings, db, ws: Clients, strikes: int) -> dict[str, int]:
+def _counts(settings: Settings, db, ws: Clients, strikes: int, quote_records: bool) -> dict[str, int]:
+    """Option quotes past each stage: one record each, or inside chain snapshots only."""
     per_chain = quotes_per_chain(strikes)
-    return {"feed": end_offsets(settings, MARKET_OPTION_QUOTES),
-            "processors": end_offsets(settings, ANALYTICS_CHAIN) * per_chain,
-            "mongodb": db.option_quotes.estimated_document_count(),
-            "websocket": ws.chains * per_chain}
+    if quote_records:
+        feed, stored = end_offsets(settings, MARKET_OPTION_QUOTES), db.option_quotes.estimated_document_count()
+    else:
+        feed = end_offsets(settings, MARKET_OPTION_CHAINS) * per_chain
+        stored = db.option_chains.estimated_document_count() * per_chain
+    return {"feed": feed, "processors": end_offsets(settings, ANALYTICS_CHAIN) * per_chain,
+            "mongodb": stored, "websocket": ws.chains * per_chain}
 
 
 def report(levels: list[Level], clients: int) -> None:
@@ -242,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", type=int, default=len(DEFAULT_PRODUCTS), choices=range(1, 9))
     parser.add_argument("--expiries", type=int, default=3)
     parser.add_argument("--strikes", type=int, default=10, help="strikes per side of the money")
+    parser.add_argument("--chains-only", action="store_true",
+                        help="the feed publishes chain snapshots only (no market.option_quotes records): "
+                             "quotes travel inside the chains, one Kafka record per chain")
     parser.add_argument("--keep", action="store_true", help="keep the servers' data and the process logs")
     parser.add_argument("--max", action="store_true",
                         help=f"double the rate from --rate until a stage saturates or p99 > {LATENCY_TARGET_MS:.0f} ms")
@@ -262,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({len(products)} products x {args.expiries} expiries x {quotes_per_chain(args.strikes)} quotes)",
                   flush=True)
             level = run_level(stack, Path(tmp), rate, args.duration, args.warmup, args.clients, products,
-                              args.expiries, args.strikes, db)
+                              args.expiries, args.strikes, db, quote_records=not args.chains_only)
             levels.append(level)
             print("   sustained: " + ", ".join(f"{s} {level.sustained[s]:,.0f}/s" for s in STAGES)
                   + f"; ws p99 {level.pct(level.ws_latency_ms, .99):.0f} ms", flush=True)
