@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import itertools
 import logging
 import statistics
@@ -183,10 +184,38 @@ class SinkRun:
     commit: float
     wait: float
     cpu_us: dict[str, float]  # CPU microseconds per record, per process
+    threads_us: dict[str, float]  # ... per thread of the sink process
+
+
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds of this process's threads, by native id."""
+    return {t.id: t.user_time + t.system_time for t in psutil.Process().threads()}
+
+
+def by_thread(before: dict[int, float], after: dict[int, float], names: dict[int, str]) -> dict[str, float]:
+    """CPU seconds used per named thread; the unnamed ones (librdkafka's, the DLQ
+    producer's) as "kafka client and other threads"."""
+    out: dict[str, float] = {}
+    for tid, seconds in after.items():
+        name = names.get(tid, "kafka client and other threads")
+        out[name] = out.get(name, 0.0) + seconds - before.get(tid, 0.0)
+    return out
 
 
 def run_sink(sink, settings: Settings, topics: list[str], total: int, cpu: Cpu) -> SinkRun:
-    """Run one sink (in this process) until it wrote `total` records; rate from first consume."""
+    """Run one sink (in this process) until it wrote `total` records; rate from first consume.
+    The bench's own data (the messages, the baselines' decoded records: ~10 objects per
+    record) is frozen out of the garbage collector meanwhile: a sink process does not hold
+    it, and full collections traversing it cost the sink up to ~8 us per record."""
+    gc.collect()
+    gc.freeze()
+    try:
+        return _run_sink(sink, settings, topics, total, cpu)
+    finally:
+        gc.unfreeze()
+
+
+def _run_sink(sink, settings: Settings, topics: list[str], total: int, cpu: Cpu) -> SinkRun:
     stop = threading.Event()
     runner = SinkRunner(sink, settings, group_id=f"bench-{uuid.uuid4().hex[:8]}", topics=topics,
                         service=f"bench-{sink.name}", stop=stop)
@@ -195,20 +224,23 @@ def run_sink(sink, settings: Settings, topics: list[str], total: int, cpu: Cpu) 
     deadline = time.monotonic() + 900
     while runner.stats.consumed == 0 and time.monotonic() < deadline:
         time.sleep(0.002)
-    before = cpu.snapshot()
+    before, threads_before = cpu.snapshot(), thread_cpu()
     started = time.perf_counter()
     while runner.stats.written < total and time.monotonic() < deadline and thread.is_alive():
         time.sleep(0.005)
     seconds = time.perf_counter() - started
-    after = cpu.snapshot()
+    after, threads_after = cpu.snapshot(), thread_cpu()
+    names = {thread.native_id: "consumer thread", threading.get_native_id(): "bench main thread"}
+    names.update({t.native_id: "writer thread" for t in runner._writer._threads})
     stop.set()
     thread.join(60)
     s = runner.stats
     if s.written < total:
         raise RuntimeError(f"{sink.name} sink wrote {s.written} of {total}")
     used = {k: (after[k] - before[k]) * 1e6 / total for k in after}
+    threads = {k: v * 1e6 / total for k, v in by_thread(threads_before, threads_after, names).items()}
     return SinkRun(total / seconds, seconds, s.decode_seconds, s.write_seconds, s.commit_seconds,
-                   s.wait_seconds, used)
+                   s.wait_seconds, used, threads)
 
 
 def consume_rate(settings: Settings, topics: list[str], total: int) -> float:
@@ -299,8 +331,9 @@ def _bottleneck(run: SinkRun) -> str:
                else "CPU: {:.1f} of {} cores busy".format(busy, cores) if busy > 0.85 * cores
                else "the consumer side (Kafka fetch, decode)")
     return (f"bottleneck: {verdict}; writer busy {writer:.0f}%, consumer decode {100 * run.decode / run.seconds:.0f}%, "
-            f"waiting for the writer {100 * run.wait / run.seconds:.0f}%; CPU us/record: {cpu} "
-            f"(total {total:.0f}, {busy:.2f} cores)")
+            f"waiting for the writer {100 * run.wait / run.seconds:.0f}%, committing {100 * run.commit / run.seconds:.0f}%; CPU us/record: {cpu} "
+            f"(total {total:.0f}, {busy:.2f} cores); sink process by thread: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in sorted(run.threads_us.items(), key=lambda kv: -kv[1])))
 
 
 def main(argv: list[str] | None = None) -> int:

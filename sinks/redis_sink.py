@@ -158,9 +158,23 @@ return {latest, published, before}
 """
 
 
+_us_of: dict[dt.datetime, int] = {}  # event times repeat (the fast decoder shares them)
+
+
 def _us(when: dt.datetime) -> int:
+    try:
+        return _us_of[when]
+    except KeyError:
+        pass
     d = when - _EPOCH
-    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    us = (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    if len(_us_of) >= 50_000:
+        _us_of.clear()
+    _us_of[when] = us
+    return us
+
+
+_US_PER_DAY = 86_400_000_000
 
 
 @lru_cache(maxsize=4096)
@@ -196,13 +210,19 @@ def _expiry(value: object) -> str:
 
 
 class Effects(NamedTuple):
-    """What one record does in Redis."""
+    """What one record does in Redis (built with `_fx`: a plain tuple.__new__, no Python-level
+    constructor, as this runs once per record)."""
 
     latest: str | None
-    order: tuple[int, int]
+    n1: int  # the record's order for its latest key: (n1, n2) compared as a pair
+    n2: int
     product: str
     expiry: str | None = None
     publish: bytes | None = None  # US-joined channel, event, comma-separated rooms
+
+
+def _fx(*fields) -> Effects:
+    return tuple.__new__(Effects, fields)
 
 
 @lru_cache(maxsize=4096)
@@ -210,33 +230,69 @@ def _publish(channel: str, event: str, rooms: str) -> bytes:
     return US.join((channel.encode(), event.encode(), rooms.encode()))
 
 
+def _cached(build: Callable[..., tuple]) -> Callable[..., tuple]:
+    """`build(*names)` memoised: the checks and key strings of a product (and expiry) are
+    the same for every record of it. Only valid names get in (build raises otherwise)."""
+    memo: dict[tuple, tuple] = {}
+
+    def get(*names: object) -> tuple:
+        try:
+            return memo[names]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable: build says why
+            return build(*names)
+        value = build(*names)
+        if len(memo) < 65_536:
+            memo[names] = value
+        return value
+    return get
+
+
 def _underlying(raw: bool) -> Callable[[SinkRecord], Effects]:
     rank = 0 if raw else 1
 
-    def effects(r: SinkRecord) -> Effects:
-        p = _name(r.data["product"])
-        # Raw and enriched ticks share the key; at equal event time the enriched one wins.
+    @_cached
+    def keys(p: object) -> tuple:
+        p = _name(p)
         # Only enriched ticks are published (one underlying_update per tick).
-        return Effects(f"latest:underlying:{p}", (_us(r.times["timestamp"]), rank), p,
-                       publish=None if raw else _publish(CH_UNDERLYING, EV_UNDERLYING, f"general,product:{p}"))
+        return (f"latest:underlying:{p}", p,
+                None if raw else _publish(CH_UNDERLYING, EV_UNDERLYING, f"general,product:{p}"))
+
+    def effects(r: SinkRecord) -> Effects:
+        key, p, publish = keys(r.data["product"])
+        # Raw and enriched ticks share the key; at equal event time the enriched one wins.
+        return _fx(key, _us(r.times["timestamp"]), rank, p, None, publish)
     return effects
 
 
+@_cached
+def _chain_keys(p: object, e: object) -> tuple:
+    p, e = _name(p), _expiry(e)
+    return f"latest:chain:{p}:{e}", p, e, _publish(CH_CHAIN, EV_CHAIN, f"chain:{p}")
+
+
 def _chain(r: SinkRecord) -> Effects:
-    p, e = _name(r.data["product"]), _expiry(r.data["expiry"])
-    return Effects(f"latest:chain:{p}:{e}", (_us(r.times["timestamp"]), 0), p, e,
-                   _publish(CH_CHAIN, EV_CHAIN, f"chain:{p}"))
+    d = r.data
+    key, p, e, publish = _chain_keys(d["product"], d["expiry"])
+    return _fx(key, _us(r.times["timestamp"]), 0, p, e, publish)
+
+
+@_cached
+def _analytics_keys(p: object, e: object) -> tuple:
+    p, e = _name(p), _expiry(e)
+    return f"latest:analytics:{p}:{e}", p, e, _publish(CH_SUMMARY, EV_SUMMARY, f"general,product:{p}")
 
 
 def _analytics(r: SinkRecord) -> Effects:
-    p, e = _name(r.data["product"]), _expiry(r.data["expiry"])
-    return Effects(f"latest:analytics:{p}:{e}", (_us(r.times["timestamp"]), 0), p, e,
-                   _publish(CH_SUMMARY, EV_SUMMARY, f"general,product:{p}"))
+    d = r.data
+    key, p, e, publish = _analytics_keys(d["product"], d["expiry"])
+    return _fx(key, _us(r.times["timestamp"]), 0, p, e, publish)
 
 
 def _surface(r: SinkRecord) -> Effects:
     p = _name(r.data["product"])
-    return Effects(f"latest:vol_surface:{p}", (_us(r.times["timestamp"]), 0), p)
+    return _fx(f"latest:vol_surface:{p}", _us(r.times["timestamp"]), 0, p, None, None)
 
 
 def _ohlc(r: SinkRecord) -> Effects:
@@ -245,8 +301,8 @@ def _ohlc(r: SinkRecord) -> Effects:
         raise ValueError(f"unknown interval {interval!r}")
     instrument = _name(r.data.get("symbol") or p)
     # The latest bar is the latest window; within a window, the latest update.
-    return Effects(f"latest:ohlc:{instrument}:{interval}",
-                   (_us(r.times["start_time"]), _us(r.times["timestamp"])), p)
+    return _fx(f"latest:ohlc:{instrument}:{interval}", _us(r.times["start_time"]),
+               _us(r.times["timestamp"]), p, None, None)
 
 
 ROUTES: dict[str, Callable[[SinkRecord], Effects]] = {
@@ -332,27 +388,30 @@ class RedisSink(Sink):
         # Per key only the newest record is sent (by order; the consumed order breaks ties).
         # Set members carry the (partition, offset) of their last record, so the script skips
         # them with it when it was applied before.
-        newest: dict[str, tuple[tuple[int, int], int, int, bytes]] = {}
+        newest: dict[str, tuple[int, int, int, int, bytes]] = {}  # key -> n1, n2, pidx, offset, value
         products: dict[str, tuple[int, int]] = {}
         expiries: dict[tuple[str, str], tuple[int, int]] = {}
         trims: dict[str, tuple[int, int, int]] = {}  # product -> (day of its newest record, pidx, offset)
         envelopes: list[bytes] = []
-        for record, fx in chunk:
-            where, offset = pidx[(record.kafka_topic, record.partition)], record.offset
-            latest = fx.latest
+        tp_of, part_of, where = None, -1, 0
+        for record, (latest, n1, n2, product, expiry, publish) in chunk:
+            if record.partition != part_of or record.kafka_topic is not tp_of:  # runs of one partition
+                tp_of, part_of = record.kafka_topic, record.partition
+                where = pidx[(tp_of, part_of)]
+            offset = record.offset
             if latest is not None:
                 seen = newest.get(latest)
-                if seen is None or fx.order >= seen[0]:
-                    newest[latest] = (fx.order, where, offset, record.value)
-            products[fx.product] = (where, offset)
-            if fx.expiry is not None:
-                expiries[(fx.product, fx.expiry)] = (where, offset)
-                today = record.times["timestamp"].toordinal() - _EPOCH_DAY
-                seen_day = trims.get(fx.product)
+                if seen is None or n1 > seen[0] or (n1 == seen[0] and n2 >= seen[1]):
+                    newest[latest] = (n1, n2, where, offset, record.value)
+            products[product] = (where, offset)
+            if expiry is not None:
+                expiries[(product, expiry)] = (where, offset)
+                today = n1 // _US_PER_DAY  # n1 is the event time of chains and analytics
+                seen_day = trims.get(product)
                 if seen_day is None or today >= seen_day[0]:
-                    trims[fx.product] = (today, where, offset)
-            if fx.publish is not None:
-                envelopes.append(b"%d\x1f%d\x1f%s\x1f%s\x1e" % (where, offset, fx.publish, record.value))
+                    trims[product] = (today, where, offset)
+            if publish is not None:
+                envelopes.append(b"%d\x1f%d\x1f%s\x1f%s\x1e" % (where, offset, publish, record.value))
         set_ops = [b"%d\x1f%d\x1fS\x1fproducts\x1f\x1f%s\x1e" % (w, o, p.encode())
                    for p, (w, o) in products.items()]
         set_ops += [b"%d\x1f%d\x1fZ\x1fexpiries:%s\x1f%d\x1f%s\x1e" % (w, o, p.encode(), _epoch_day(e), e.encode())
@@ -361,7 +420,7 @@ class RedisSink(Sink):
         set_ops += [b"%d\x1f%d\x1fT\x1fexpiries:%s\x1f%d\x1f\x1e" % (w, o, p.encode(), day)
                     for p, (day, w, o) in trims.items()]
         latest_ops = b"".join(b"%d\x1f%d\x1f%s\x1f%d\x1f%d\x1f%s\x1e" % (w, o, key.encode(), n1, n2, value)
-                              for key, ((n1, n2), w, o, value) in newest.items())
+                              for key, (n1, n2, w, o, value) in newest.items())
         started = time.perf_counter()
         n_latest, n_published, before = self._script(args=[
             self.offsets_key, ORDER_KEY, secrets.token_hex(6), self.settings.redis_latest_ttl_seconds,
@@ -371,7 +430,8 @@ class RedisSink(Sink):
         self.stats.latest += n_latest
         self.stats.published += n_published
         applied = {tp: int(v) for tp, v in zip(last, before)}
-        self.stats.skipped += sum(1 for r, _ in chunk if r.offset <= applied[(r.kafka_topic, r.partition)])
+        if any(v >= 0 for v in applied.values()):
+            self.stats.skipped += sum(1 for r, _ in chunk if r.offset <= applied[(r.kafka_topic, r.partition)])
 
     def is_transient(self, exc: BaseException) -> bool:
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError)):

@@ -10,9 +10,11 @@ DLQ with its reason and offsets. Then, in the writer thread:
 1. the DLQ records are produced and acknowledged;
 2. `sink.write(batch)` stores the records; those the store refuses for good go to the DLQ;
 and back in the consumer thread:
-3. the batch's offsets (last + 1 per partition) are committed synchronously.
-A crash anywhere before 3 redelivers the batch; the sinks' writes are idempotent, so a
-redelivery leaves one copy.
+3. the batch's offsets (last + 1 per partition) are committed, asynchronously: the writer
+   gets the next batch at once instead of after a broker round trip. Before partitions are
+   revoked and at shutdown every written offset is committed again, synchronously.
+A crash anywhere before 3 (or before an asynchronous commit landed) redelivers the batch;
+the sinks' writes are idempotent, so a redelivery leaves one copy.
 
 While the writer stores batch N the consumer thread consumes and decodes batch N+1 (one
 batch in flight at most), so the sink's own work overlaps the store's. When batch N+1 is
@@ -84,7 +86,7 @@ class SinkRunner:
                          for t in topics}
         self.dlq = DeadLetters(settings, service)  # used by the writer thread only
         self.stats = RunnerStats()
-        self._consumer_conf = consumer_config(settings, group_id,
+        self._consumer_conf = consumer_config(settings, group_id, on_commit=self._on_commit,
                                               **{**BULK_CONSUMER, **(consumer_overrides or {})})
         self.consumer: Consumer | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-writer")
@@ -95,6 +97,7 @@ class SinkRunner:
         self._assigned: set[TP] = set()
         self._paused: set[TP] = set()
         self._position: dict[TP, int] = {}  # last offset consumed since assignment
+        self._written: dict[TP, int] = {}  # last offset stored (committed asynchronously)
         self._stop_deadline: float | None = None
         self._abort_at: float | None = None  # the writer gives up retrying at this time
         self._last_kafka_error = 0.0
@@ -210,6 +213,10 @@ class SinkRunner:
                 self._first = time.monotonic()
         self.stats.decode_seconds += time.perf_counter() - started
 
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is not None:
+            log.warning("%s: asynchronous commit failed (%s); the partition's next commit covers it", self.service, err)
+
     def _on_kafka_error(self, err: KafkaError) -> None:
         if err.fatal():
             raise KafkaException(err)
@@ -225,6 +232,7 @@ class SinkRunner:
         log.warning("%s: %s[%d] went back from offset %d to %d (topic recreated?); forgetting "
                     "the offsets stored for it", self.service, tp[0], tp[1], last, offset)
         self._drain(time.monotonic() + max(self.settings.sink_shutdown_seconds, 1.0))
+        self._written.pop(tp, None)  # the old incarnation's: never commit it again
         self._retry(lambda: self.sink.forget_offsets([tp]), "forget offsets")
 
     # -- handing batches to the writer ---------------------------------------------------------
@@ -266,12 +274,14 @@ class SinkRunner:
         finally:
             if future.done():
                 self._inflight = None
-        self._commit(batch.offsets)
+        self._written.update(batch.offsets)
+        self._commit(batch.offsets, asynchronous=True)
         self.stats.written += len(batch.records) - len(rejected)
         self.stats.batches += 1
 
     def _drain(self, deadline: float | None) -> None:
-        """Store and commit the batch in flight and the one being filled, now."""
+        """Store the batch in flight and the one being filled, now; then commit everything
+        stored synchronously (the asynchronous commits may not have landed yet)."""
         self._abort_at = deadline
         try:
             self._reap(None if deadline is None else max(0.0, deadline - time.monotonic()) + 5)
@@ -280,6 +290,8 @@ class SinkRunner:
                 self._reap(None if deadline is None else max(0.0, deadline - time.monotonic()) + 5)
         finally:
             self._abort_at = None
+        if self._written and self.consumer is not None:
+            self._commit(self._written, asynchronous=False)
 
     def _store(self, batch: Batch) -> list[Rejected]:
         """Writer thread: DLQ the poison, write the batch, DLQ what the store refused."""
@@ -298,11 +310,18 @@ class SinkRunner:
         self.stats.dead_lettered += len(batch.poison) + len(rejected)
         return rejected
 
-    def _commit(self, offsets: dict[TP, int]) -> None:
+    def _commit(self, offsets: dict[TP, int], asynchronous: bool) -> None:
         tps = [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items() if (t, p) in self._assigned]
         if not tps:
             return
         started = time.perf_counter()
+        if asynchronous:  # failures are reported to _on_commit; the next commits cover them
+            try:
+                self.consumer.commit(offsets=tps, asynchronous=True)
+            except KafkaException as exc:
+                log.warning("%s: commit failed (%s); retried at the next batch", self.service, exc.args[0])
+            self.stats.commit_seconds += time.perf_counter() - started
+            return
         for attempt in range(3):
             try:
                 self.consumer.commit(offsets=tps, asynchronous=False)
@@ -458,6 +477,7 @@ class SinkRunner:
         self._paused -= tps
         for tp in tps:
             self._position.pop(tp, None)
+            self._written.pop(tp, None)
 
 
 def _describe(tps: Iterable[TP]) -> str:
