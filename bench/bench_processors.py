@@ -4,10 +4,12 @@
 
 Sustained rate: a backlog of N records is published first, then one worker (a
 `stream_processors.run` subprocess, as deployed) drains it; the rate is N over the time
-between its first and last output (Kafka timestamps), so start-up and group join are not
-counted. Added latency: records are published at half the target rate while the worker
-runs; latency = output message time - input message time (both Kafka create times on this
-host), paired by event id (chain analytics, enriched ticks).
+between its first and last output (as received by a consumer here), so start-up and group
+join are not counted; CPU µs per record is the worker's CPU time over the same span, over
+N (load-independent, unlike the rate). Added latency: records are published at half the
+target rate while the worker runs; latency = time the output was received here - input
+message create time (Kafka, this host), paired by event id (chain analytics, enriched
+ticks). Outputs carry event time as their Kafka timestamp, so that is not usable.
 
 Chain snapshots are the default feed's shape with 20 strikes per side: 41 strikes, 82
 quotes each (8 products x 3 expiries). Prints figures; asserts nothing.
@@ -43,13 +45,24 @@ HEADERS = {MARKET_UNDERLYING: headers(UnderlyingTick.SCHEMA), MARKET_OPTION_QUOT
            MARKET_OPTION_CHAINS: headers(OptionChain.SCHEMA)}
 
 
-def generate(kind: str, n: int, start: dt.datetime = T0, step: float = 0.02) -> list[tuple[str, str, bytes]]:
+def generate(kind: str, n: int, start: dt.datetime = T0, step: float = 0.02,
+             close_windows: bool = False) -> list[tuple[str, str, bytes]]:
     """n records of one kind as (topic, key, value), in feed order. Snapshots are `step`
     seconds of event time apart: a busy market, each instrument quoted many times a second
-    (so bars update about once a second of event time, not once per record)."""
+    (so bars update about once a second of event time, not once per record).
+
+    close_windows: the last records are one snapshot two minutes later, which closes every
+    open 1m window, so the worker's last outputs (final bars) mark the end of its input
+    (otherwise a quote backlog of a fraction of a second of event time gives bar updates only
+    at its start, and the drain's "last output" says nothing about when it finished)."""
     market = SyntheticMarket(list(PRODUCTS.values()), seed=1, strikes_per_side=20, expiries=3)
     out: list[tuple[str, str, bytes]] = []
     now = start
+    if close_windows:
+        head = generate(kind, n, start, step)
+        tail = generate(kind, n, start + dt.timedelta(minutes=2), step)
+        per_snapshot = len({key for _, key, _ in head})
+        return head[:n - per_snapshot] + tail[:per_snapshot]
     while len(out) < n:
         snap = market.step(now)
         ts = iso_utc(now)
@@ -87,7 +100,11 @@ def publish(settings, records, rate: float | None = None) -> float:
 
 
 class Collector(threading.Thread):
-    """Reads output topics in the background: (timestamp ms, event id) per message."""
+    """Reads output topics in the background: (receive time ms, value) per message.
+
+    Receive time, not the Kafka timestamp: the processors stamp outputs with the record's
+    event time (so analytics topics replay by time), which says nothing about when they were
+    written. Short consume timeouts keep the receive time within ~10 ms of the write."""
 
     def __init__(self, settings, topics: list[str]) -> None:
         super().__init__(daemon=True)
@@ -99,9 +116,11 @@ class Collector(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for m in self.consumer.consume(5000, 0.2):
+            batch = self.consumer.consume(2000, 0.01)
+            now = time.time_ns() // 1_000_000
+            for m in batch:
                 if not m.error():
-                    self.seen[m.topic()[self.prefix:]].append((m.timestamp()[1], m.value()))
+                    self.seen[m.topic()[self.prefix:]].append((now, m.value()))
         self.consumer.close()
 
     def count(self, topic: str) -> int:
@@ -124,32 +143,56 @@ def input_times(settings, topic: str, n: int) -> dict[str, int]:
     return out
 
 
+def _cpu(proc) -> float:
+    """User + system CPU seconds of the worker process so far."""
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
 def drain_rate(stack, tmp: Path, name: str, kind: str, n: int, out_topic: str,
-               expect: int | None) -> tuple[float, str]:
-    """n / (last output - first output); expect=None: outputs are not one per record (bars),
-    so wait until they stop for a few seconds."""
+               expect: int | None, profile: Path | None = None) -> tuple[float, float, str]:
+    """n / (last output - first output), and the worker's CPU µs per record (its CPU time
+    from the first output to the last, over n: start-up and group join excluded, like the
+    rate); expect=None: outputs are not one per record (bars), so wait until they stop for a
+    few seconds. `profile`: py-spy records the worker into this file (collapsed stacks)."""
+    import psutil
+
     settings = stack.with_settings(topic_prefix=f"b{name}.", processor_app_id=f"bench-{name}-{uuid.uuid4().hex[:6]}",
                                    data_dir=tmp / name)
     ensure_topics(settings)
-    records = generate(kind, n)
+    records = generate(kind, n, close_windows=expect is None)
     publish(settings, records)
     collector = Collector(settings, [out_topic])
     collector.start()
     worker = Worker(stack, settings, tmp / f"{name}.log")
+    proc = psutil.Process(worker.proc.pid)
+    spy = None
+    if profile is not None:
+        import subprocess
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "100", "-f", "raw", "-o", str(profile), "--pid",
+                                str(worker.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cpu_first = cpu_last = None
     try:
         deadline = time.monotonic() + 300
         last, changed = -1, time.monotonic()
         while time.monotonic() < deadline:
             count = collector.count(out_topic)
+            if count and cpu_first is None:
+                cpu_first = _cpu(proc)
             if expect is not None and count >= expect:
+                cpu_last = _cpu(proc)
                 break
             if count != last:
                 last, changed = count, time.monotonic()
+                cpu_last = _cpu(proc)
             elif count and time.monotonic() - changed > 4:
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         time.sleep(0.5)
     finally:
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
         worker.stop()
         collector.stop.set()
         collector.join()
@@ -157,7 +200,8 @@ def drain_rate(stack, tmp: Path, name: str, kind: str, n: int, out_topic: str,
     got = len(stamps)
     elapsed = (stamps[-1] - stamps[0]) / 1000 if got > 1 else float("nan")
     note = "" if expect is None or got >= expect else f" (only {got}/{expect} outputs)"
-    return n / elapsed, note
+    cpu_us = (cpu_last - cpu_first) * 1e6 / n if cpu_first is not None and cpu_last is not None else float("nan")
+    return n / elapsed, cpu_us, note
 
 
 def latency(stack, tmp: Path, name: str, kind: str, rate: float, seconds: float, out_topic: str) -> tuple[float, float, int]:
@@ -200,20 +244,34 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=40000)
     parser.add_argument("--quotes", type=int, default=40000)
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each latency run")
+    parser.add_argument("--only", nargs="*", default=None,
+                        choices=["chains", "ticks", "quotes", "latency"], help="run only these parts")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="directory: py-spy records the worker of each drain run (NAME.txt, collapsed stacks)")
     args = parser.parse_args()
+    only = set(args.only or ["chains", "ticks", "quotes", "latency"])
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     rows = []
+    lat_rows = []
+    drains = (("chains", args.chains, ANALYTICS_CHAIN, args.chains,
+               "chain snapshots (82 quotes each) → analytics.chain + surfaces"),
+              ("ticks", args.ticks, ANALYTICS_UNDERLYING, args.ticks,
+               "underlying ticks → enriched + 1m/5m/15m bars"),
+              ("quotes", args.quotes, ANALYTICS_OHLC, None, "option quotes → 1m bars per symbol"))
     with tempfile.TemporaryDirectory() as tmpdir, start_stack(Path(tmpdir) / "stack") as stack:
         tmp = Path(tmpdir)
-        r, note = drain_rate(stack, tmp, "chains", "chains", args.chains, ANALYTICS_CHAIN, args.chains)
-        rows.append(("chain snapshots (82 quotes each) → analytics.chain + surfaces", f"{r:,.0f}/s",
-                     f"{r * 82:,.0f} quotes/s{note}"))
-        r, note = drain_rate(stack, tmp, "ticks", "ticks", args.ticks, ANALYTICS_UNDERLYING, args.ticks)
-        rows.append(("underlying ticks → enriched + 1m/5m/15m bars", f"{r:,.0f}/s", note.strip()))
-        r, note = drain_rate(stack, tmp, "quotes", "quotes", args.quotes, ANALYTICS_OHLC, None)
-        rows.append(("option quotes → 1m bars per symbol", f"{r:,.0f}/s", note.strip()))
-        lat_rows = []
+        for name, n, topic, expect, label in drains:
+            if name not in only:
+                continue
+            svg = None if args.profile is None else args.profile / f"{name}.txt"
+            r, cpu_us, note = drain_rate(stack, tmp, name, name, n, topic, expect, svg)
+            extra = f"{r * 82:,.0f} quotes/s" if name == "chains" else ""
+            rows.append((label, f"{r:,.0f}/s", f"{cpu_us:,.0f} CPU µs/record {extra}{note}".strip()))
         for name, kind, rate, topic in (("chains", "chains", 500, ANALYTICS_CHAIN),
                                         ("ticks", "ticks", 2500, ANALYTICS_UNDERLYING)):
+            if "latency" not in only:
+                break
             p50, p99, n = latency(stack, tmp, name, kind, rate, args.seconds, topic)
             lat_rows.append((f"{kind} at {rate:,}/s", f"p50 {p50:.0f} ms", f"p99 {p99:.0f} ms ({n} paired)"))
     print("\nstream processors, one worker (embedded Tansu; this host's load varies)\n")

@@ -39,7 +39,8 @@ from stream_processors.producer import OutputProducer
 from stream_processors.processors import (QUOTE_INTERVALS, SLICES, UNDERLYING_INTERVALS,
                                           ChainProcessor, Counts, QuoteProcessor,
                                           SurfaceProcessor, UnderlyingProcessor)
-from stream_processors.state import CheckpointSensor, StateStore, routed_table
+from stream_processors.state import (ChangelogWriter, CheckpointSensor, LeanMonitor, StateStore,
+                                    routed_table)
 
 log = logging.getLogger("deltastream.processors")
 
@@ -124,6 +125,7 @@ class Pipeline:
             consumer_auto_offset_reset="earliest",
             stream_wait_empty=True,
             producer_acks=-1,
+            Monitor=LeanMonitor,
         )
         self.topics = {name: settings.topic(name) for name in
                        (MARKET_UNDERLYING, MARKET_OPTION_QUOTES, MARKET_OPTION_CHAINS)}
@@ -155,7 +157,11 @@ class Pipeline:
                  surfaces.counts),
         ]
         self.output = OutputProducer(settings, client_id=f"{app_id}-outputs")
-        self.app.sensors.add(CheckpointSensor([u.store for u in self.units]))
+        self.changelog = ChangelogWriter(self.output, retry)
+        for unit in self.units:
+            unit.store.table.writer = self.changelog
+        self.changelog.attach(self.app.producer)
+        self.app.sensors.add(CheckpointSensor([u.store for u in self.units], self.changelog))
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         for unit in self.units:

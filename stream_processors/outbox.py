@@ -39,6 +39,7 @@ class Message:
     value: bytes
     headers: list[tuple[str, bytes]]
     timestamp_ms: int = 0  # Kafka message time: the record's event time (0: the broker's now)
+    partition: int | None = None  # None: by the key's hash (the producer's partitioner)
 
 
 @dataclass
@@ -61,12 +62,22 @@ class Outbox:
         return len(self.messages)
 
 
+_ms_cache: dict[str, int] = {}  # outputs of a batch share few event times
+
+
 def _event_ms(value: Any) -> int:
     if isinstance(value, str):
+        ms = _ms_cache.get(value)
+        if ms is not None:
+            return ms
         try:
-            return int(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+            ms = int(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
         except ValueError:
             return 0
+        if len(_ms_cache) > 50_000:
+            _ms_cache.clear()
+        _ms_cache[value] = ms
+        return ms
     if isinstance(value, dt.datetime):
         return int(value.timestamp() * 1000)
     return 0

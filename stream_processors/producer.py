@@ -8,8 +8,11 @@ topics). librdkafka pipelines requests, but Tansu answers one connection's reque
 a time: one producer did 4.7k records/s into a 3-partition topic, three producers (one
 connection each) 7.9k/s. So each (topic, partition) is served by one producer of a pool
 (order within a partition is kept) and the partition is chosen here, by CRC-32 of the key
-like librdkafka's default partitioner. Faust's producer still writes the table changelogs
-(a few writes per key and commit).
+like librdkafka's default partitioner (or given by the message: table changelogs). The
+table changelogs go through this pool too (`stream_processors.state.ChangelogWriter`):
+through Faust's producer, a commit after a batch of quotes (one write per option symbol,
+~2,000) took 3-4 s and stalled every stream meanwhile (Faust pauses streams while its
+producer buffer is full).
 
 `send` hands a batch to librdkafka and returns an awaitable that resolves, on the asyncio
 loop, with the messages that failed (empty when all were acknowledged).
@@ -85,7 +88,11 @@ class OutputProducer:
         self._outstanding += len(messages)
         for m in messages:
             try:
-                partition, producer = self._route(m.topic, m.key)
+                if m.partition is None:
+                    partition, producer = self._route(m.topic, m.key)
+                else:
+                    partition = m.partition
+                    producer = self._producers[zlib.crc32(m.topic.encode(), partition) % len(self._producers)]
             except KafkaException as exc:
                 delivered(m, exc)
                 continue

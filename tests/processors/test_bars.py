@@ -154,3 +154,28 @@ def test_updates_of_an_open_bar_are_throttled_by_event_time_but_the_final_bar_is
     _, out = p.apply("NIFTY", state, [closing])
     final = next(o.record for o in out if o.record.get("final"))
     assert final["num_ticks"] == 200 and final["low"] == 100.0 and final["high"] == 106.0
+
+
+@given(st.lists(st.tuples(st.integers(0, 3 * 60 * US), st.floats(1, 1000), st.integers(0, 10_000)),
+                min_size=1, max_size=60))
+@hsettings(max_examples=60, deadline=None)
+def test_windows_update_their_bars_in_place_exactly_as_quant_bar_update_does(points):
+    """`Windows.add` edits the stored bar dicts in place: same fields and values as a
+    `quant.Bar` given the same records in the same order (no grace: nothing is late)."""
+    from quant import Bar
+    from stream_processors.bars import Point, Windows, as_bar
+
+    spec = WindowSpec(("1m", "5m"), grace_us=10 * 60 * US, update_every_us=0)
+    windows = Windows(None, spec)
+    want: dict[tuple[str, str], Bar] = {}
+    for ts, price, cum in points:
+        windows.add(Point(ts, price, cum))
+        for interval in spec.intervals:
+            length = INTERVAL_SECONDS[interval] * US
+            start = ts - ts % length
+            bar = want.setdefault((interval, str(start)), Bar(start=start / US, interval=float(length // US)))
+            bar.update(ts / US, price)
+    got = {(i, k): as_bar(w) for i, ws in windows.d["open"].items() for k, w in ws.items()}
+    assert got == want
+    stored = orjson.loads(orjson.dumps(windows.d))  # JSON-ready, as the changelog needs
+    assert stored == windows.d
