@@ -127,7 +127,7 @@ def timestamp_us(text: Any) -> int:
         return _ts_cache[text]
     except (KeyError, TypeError):
         pass
-    if type(text) is not str or not _ISO_Z.match(text):
+    if type(text) is not str or not _ISO_Z.fullmatch(text):
         raise NotFast
     try:
         when = dt.datetime.fromisoformat(text)
@@ -154,13 +154,13 @@ def _text(value: Any, max_len: int = _MAX_ID) -> str:
 
 
 def _product(value: Any) -> str:
-    if type(value) is not str or not _PRODUCT.match(value):
+    if type(value) is not str or not _PRODUCT.fullmatch(value):
         raise NotFast
     return value
 
 
 def _expiry(value: Any) -> str:
-    if type(value) is not str or not _DATE.match(value):
+    if type(value) is not str or not _DATE.fullmatch(value):
         raise NotFast
     try:
         dt.date.fromisoformat(value)
@@ -216,7 +216,7 @@ def _strike_text(strike: float) -> str:
         return _strike_texts[strike]
     except KeyError:
         text = strike_text(strike)
-        if not _STRIKE_TEXT.match(text):
+        if not _STRIKE_TEXT.fullmatch(text):
             raise NotFast from None  # e.g. 1e-07: the model's symbol pattern rejects it
         if len(_strike_texts) > 100_000:
             _strike_texts.clear()

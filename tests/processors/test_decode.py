@@ -65,7 +65,9 @@ def test_feed_records_take_the_fast_path_with_the_schema_values():
 ODD_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=False),
     st.text(max_size=12), st.sampled_from(["", "CALL", "PUT", "NIFTY", "2026-11-26", "2026-02-30",
-                                           "2026-11-23T04:00:00Z", "2026-11-23 04:00:00", "1e-07"]),
+                                           "2026-11-23T04:00:00Z", "2026-11-23 04:00:00", "1e-07",
+                                           # `$` matches before a final newline: patterns must fullmatch
+                                           "NIFTY\n", "2026-11-26\n", "2026-11-23T04:00:00Z\n"]),
     st.lists(st.integers(), max_size=2), st.just({}),
 )
 
