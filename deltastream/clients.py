@@ -12,7 +12,9 @@ from typing import Any
 from deltastream.settings import BrokerProfile, Settings
 
 # Tansu admits a joining member after ~half the session timeout; keep it short.
-_EMBEDDED_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+# Tansu holds a fetch for most of fetch.wait.max.ms even when records arrive meanwhile
+# (measured: 500 ms → p50 114 ms / p99 247 ms from produce to consume; 100 ms → 2 / 5 ms).
+_EMBEDDED_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 100}
 _KAFKA_GROUP = {"session.timeout.ms": 45000, "heartbeat.interval.ms": 3000}
 
 
