@@ -1,6 +1,6 @@
 """REST gateway throughput and latency against one real `deltastream serve api` process.
 
-    python -m bench.bench_rest [--seconds 5] [--concurrency 32] [--rate 500] [--snapshots 30]
+    python -m bench.bench_rest [--seconds 5] [--concurrency 32] [--rate 500] [--snapshots 30] [--workers 1]
 
 The data is what the real pipeline stores (simulated-clock feed, stream processor, both
 sinks; `tests.gateways.dataset`). Every request carries a JWT and goes through the Redis
@@ -11,7 +11,9 @@ rate limiter (budgets set high enough never to refuse). Two figures per route:
   answers; latency counted from the scheduled time, so queueing shows (no coordinated
   omission).
 The load generator is a minimal asyncio HTTP/1.1 client in this process; on a 2-core box it
-shares the CPU with the server, so the figures are a floor for one gateway process.
+shares the CPU with the server, so the figures are a floor for one gateway process. The
+closed-loop rows also give the gateway's CPU time per request (user + system, its worker
+processes included): the figure that does not depend on how loaded the machine is.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from gateways.common.tokens import issue_token
 from tests.gateways.dataset import gateway_env, pipeline_dataset
@@ -35,8 +38,8 @@ from deltastream.runtime.stack import free_port, start_stack
 REPO = Path(__file__).resolve().parents[1]
 
 
-def start_gateway(data, port: int, log: Path) -> subprocess.Popen:
-    env = gateway_env(data, port, DELTASTREAM_LOG_LEVEL="WARNING",
+def start_gateway(data, port: int, log: Path, workers: int = 1) -> subprocess.Popen:
+    env = gateway_env(data, port, DELTASTREAM_LOG_LEVEL="WARNING", DELTASTREAM_HTTP_WORKERS=str(workers),
                       DELTASTREAM_RATE_LIMIT_USER="100000000/minute", DELTASTREAM_RATE_LIMIT_IP="100000000/minute")
     proc = subprocess.Popen([sys.executable, "-m", "deltastream", "serve", "api"], cwd=REPO, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -131,9 +134,23 @@ async def open_loop(port: int, path: str, token: str, rate: float, seconds: floa
     return total / elapsed, latencies, errors
 
 
-def row(name: str, rps: float, lat: list[float], errors: int) -> str:
-    return (f"{name:<44} {rps:>9,.0f} {percentile(lat, 50) * 1000:>8.2f} {percentile(lat, 99) * 1000:>8.2f}"
-            f" {errors:>7}")
+def cpu_seconds(proc: subprocess.Popen) -> float:
+    """User + system CPU time of the gateway and its worker processes so far."""
+    root = psutil.Process(proc.pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def row(name: str, rps: float, lat: list[float], errors: int, cpu_us: float | None = None) -> str:
+    cpu = f"{cpu_us:>8,.0f}" if cpu_us is not None else f"{'':>8}"
+    return (f"{name:<52} {rps:>9,.0f} {percentile(lat, 50) * 1000:>8.2f} {percentile(lat, 99) * 1000:>8.2f}"
+            f" {errors:>7} {cpu}")
 
 
 def main() -> None:
@@ -142,6 +159,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--snapshots", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (DELTASTREAM_HTTP_WORKERS)")
     args = parser.parse_args()
     try:
         import uvloop
@@ -151,21 +169,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp, start_stack(Path(tmp) / "stack") as stack, \
             pipeline_dataset(stack, Path(tmp) / "data", snapshots=args.snapshots) as data:
         port = free_port()
-        proc = start_gateway(data, port, Path(tmp) / "api.log")
+        proc = start_gateway(data, port, Path(tmp) / "api.log", args.workers)
         try:
             token, _ = issue_token(data.settings, "bench@example.com", "access")
             expiry = data.expiries("NIFTY")[0]
             routes = [("latest chain (Redis)", f"/api/data/chain/NIFTY/{expiry}"),
                       ("volatility surface, latest (Redis)", "/api/analytics/volatility_surface/NIFTY"),
-                      ("underlying history, 100 ticks (MongoDB)", "/api/data/underlying/NIFTY?limit=100")]
+                      ("underlying history, 100 ticks (MongoDB)", "/api/data/underlying/NIFTY?limit=100"),
+                      ("/health (no token, no store: the floor)", "/health")]
             for _, path in routes:  # warm up: connections, caches, JIT-free but imports and pools
                 asyncio.run(closed_loop(port, path, token, 4, 0.5))
-            print(f"one gateway process (uvicorn, JWT + Redis rate limiter on every request); "
-                  f"{os.cpu_count()} CPUs shared with the load generator")
-            print(f"{'route':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+            print(f"one gateway ({args.workers} uvicorn worker process(es), JWT + Redis rate limiter on every "
+                  f"request); {os.cpu_count()} CPUs shared with the load generator; load average "
+                  f"{os.getloadavg()[0]:.1f}")
+            print(f"{'route':<52} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU us/req':>8}")
             for name, path in routes:
+                cpu0 = cpu_seconds(proc)
                 rps, lat, errors = asyncio.run(closed_loop(port, path, token, args.concurrency, args.seconds))
-                print(row(f"{name}, {args.concurrency} conns", rps, lat, errors), flush=True)
+                cpu_us = (cpu_seconds(proc) - cpu0) / len(lat) * 1e6
+                print(row(f"{name}, {args.concurrency} conns", rps, lat, errors, cpu_us), flush=True)
             for name, path in routes[:2]:
                 rps, lat, errors = asyncio.run(open_loop(port, path, token, args.rate, args.seconds))
                 print(row(f"{name}, open loop {args.rate:.0f}/s", rps, lat, errors), flush=True)

@@ -20,8 +20,9 @@ from redis.asyncio import Redis as AsyncRedis
 
 from deltastream.clients import async_redis_client, mongo_client, redis_client
 from deltastream.settings import Settings
+from gateways.common.batching import AutoPipeline
 from gateways.common.ratelimit import RateLimiter
-from gateways.common.tokens import TokenClaims, TokenError, WrongTokenType, decode_token
+from gateways.common.tokens import TokenCache, TokenClaims, TokenError, WrongTokenType
 
 # Short timeouts: a request should fail fast with 503, not hang on a dead store.
 _MONGO_OPTS = {"serverSelectionTimeoutMS": 2000, "connectTimeoutMS": 2000, "socketTimeoutMS": 10_000,
@@ -42,7 +43,9 @@ class Resources:
     mongo: MongoClient
     redis: Redis
     aredis: AsyncRedis
+    batch: AutoPipeline  # `aredis`, with the hot commands of concurrent requests pipelined
     limiter: RateLimiter
+    tokens: TokenCache  # verified access tokens until they expire
     http: httpx.AsyncClient | None = None  # to separately deployed services
     extras: dict[str, Any] = field(default_factory=dict)  # per-service objects (e.g. Loki forwarder)
 
@@ -52,9 +55,11 @@ class Resources:
 
     @classmethod
     def open(cls, settings: Settings, namespace: str, http: bool = False) -> "Resources":
+        aredis = async_redis_client(settings, **_REDIS_OPTS)
+        batch = AutoPipeline(aredis)
         return cls(settings, namespace, mongo_client(settings, **_MONGO_OPTS),
-                   redis_client(settings, **_REDIS_OPTS), async_redis_client(settings, **_REDIS_OPTS),
-                   RateLimiter.from_settings(settings, namespace),
+                   redis_client(settings, **_REDIS_OPTS), aredis, batch,
+                   RateLimiter.from_settings(settings, namespace, batch), TokenCache(settings),
                    httpx.AsyncClient(timeout=settings.upstream_timeout_seconds) if http else None)
 
     async def aclose(self) -> None:
@@ -122,7 +127,7 @@ async def current_user(request: Request, resources: ResourcesDep,
                        ) -> TokenClaims:
     """The caller of a data route: a valid access token (401/403 otherwise), within budget (429)."""
     try:
-        claims = decode_token(resources.settings, credentials.credentials if credentials else None, "access")
+        claims = resources.tokens.decode(credentials.credentials if credentials else None, "access")
     except WrongTokenType as exc:
         raise HTTPException(403, str(exc)) from None
     except TokenError as exc:

@@ -16,7 +16,7 @@ def health_router(service: str) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/health", response_model=Health)
-    def health() -> Health:
+    async def health() -> Health:  # async: a plain def would hop to the threadpool
         return Health(status="healthy", service=service)
 
     return router

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from deltastream.settings import Settings
+from gateways.common.batching import AutoPipeline
 from gateways.common.errors import invalid
 from gateways.common.jsonio import dumps, public
 from schemas.records import iso_z
@@ -42,8 +43,9 @@ def product_of_symbol(symbol: str) -> str:
 
 
 class Latest:
-    def __init__(self, redis: AsyncRedis, settings: Settings) -> None:
+    def __init__(self, redis: AsyncRedis, settings: Settings, batch: AutoPipeline | None = None) -> None:
         self.redis, self.settings = redis, settings
+        self.batch = batch or AutoPipeline(redis)  # GETs of concurrent requests, pipelined
         self._warned = 0.0
 
     def _down(self, exc: Exception) -> None:
@@ -53,7 +55,7 @@ class Latest:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            return await self.redis.get(key)
+            return await self.batch.execute("GET", key)
         except RedisError as exc:
             self._down(exc)
             return None
@@ -145,7 +147,7 @@ def latest_of(resources) -> Latest:
     """The app's `Latest` (one per app, so its outage warnings are throttled app-wide)."""
     latest = resources.extras.get("latest")
     if latest is None:
-        latest = resources.extras["latest"] = Latest(resources.aredis, resources.settings)
+        latest = resources.extras["latest"] = Latest(resources.aredis, resources.settings, resources.batch)
     return latest
 
 

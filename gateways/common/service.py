@@ -18,7 +18,11 @@ def service_app(name: str, title: str, settings: Settings, routers: Iterable[API
                 prefix: str = "", http: bool = False) -> FastAPI:
     """A FastAPI app serving `routers` under `prefix`; `settings` must have its JWT secret
     resolved (`with_jwt_secret`) so that every router sees the same one."""
-    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan(settings, name, http))
+    # FastAPI's native OpenTelemetry looks up the global providers on every request; off
+    # unless asked for (the services' metrics are the Prometheus ones of `observability`).
+    otel = settings.http_otel
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan(settings, name, http),
+                  telemetry={"tracing": otel, "metrics": otel, "logs": otel})
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["X-Request-ID", "Retry-After"])
     app.add_middleware(RequestContext, service=name)  # outermost: sees every response

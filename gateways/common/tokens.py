@@ -3,9 +3,11 @@ the WebSocket gateway. Claims: sub, type ("access" | "refresh"), jti, iat, exp."
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import jwt
 
@@ -59,3 +61,32 @@ def decode_token(settings: Settings, token: str | None, expected: TokenType = "a
     return TokenClaims(sub=payload["sub"], type=payload["type"], jti=payload["jti"],
                        iat=dt.datetime.fromtimestamp(payload["iat"], utc),
                        exp=dt.datetime.fromtimestamp(payload["exp"], utc))
+
+
+class TokenCache:
+    """Verified access tokens, kept until they expire: a data request then costs a dict
+    lookup instead of an HMAC check and two JSON decodes. Bounded (least recently used out).
+
+    Keyed by the whole token string, signature included, so only a token that verified
+    under this cache's settings can hit; a hit past its `exp` is refused as `decode_token`
+    refuses it (and dropped). A cached token of the other type is no hit: `decode_token`
+    answers, with its WrongTokenType. One cache per app (the gateway's settings and secret)."""
+
+    def __init__(self, settings: Settings, size: int = 4096, clock: Callable[[], float] = time.time) -> None:
+        self.settings, self.size, self.clock = settings, size, clock
+        self._verified: OrderedDict[str, tuple[TokenClaims, float]] = OrderedDict()
+
+    def decode(self, token: str | None, expected: TokenType = "access") -> TokenClaims:
+        hit = self._verified.get(token) if token else None
+        if hit is not None and hit[0].type == expected:
+            claims, expires = hit
+            if self.clock() < expires:  # pyjwt: expired when exp <= now
+                self._verified.move_to_end(token)
+                return claims
+            del self._verified[token]
+            raise TokenError("token expired")
+        claims = decode_token(self.settings, token, expected)
+        self._verified[token] = (claims, claims.exp.timestamp())
+        if len(self._verified) > self.size:
+            self._verified.popitem(last=False)
+        return claims

@@ -1,5 +1,6 @@
-"""Rate limits hold across gateway processes: two `deltastream serve api` processes sharing
-one Redis spend one budget per user and one per client IP."""
+"""Rate limits hold across gateway processes: two `deltastream serve api` deployments sharing
+one Redis (the second with two uvicorn workers, DELTASTREAM_HTTP_WORKERS) spend one budget
+per user and one per client IP."""
 from __future__ import annotations
 
 import os
@@ -22,9 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 PER_USER, PER_IP = 6, 10
 
 
-def start_gateway(dataset, port: int, log: Path) -> subprocess.Popen:
+def start_gateway(dataset, port: int, log: Path, workers: int = 1) -> subprocess.Popen:
     env = gateway_env(dataset, port, DELTASTREAM_RATE_LIMIT_USER=f"{PER_USER}/minute",
-                      DELTASTREAM_RATE_LIMIT_IP=f"{PER_IP}/minute")
+                      DELTASTREAM_RATE_LIMIT_IP=f"{PER_IP}/minute", DELTASTREAM_HTTP_WORKERS=str(workers))
     return subprocess.Popen([sys.executable, "-m", "deltastream", "serve", "api"], cwd=REPO, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -46,7 +47,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 6
 def test_budget_is_shared_by_two_gateway_processes(dataset, tmp_path):
     ports = [free_port(), free_port()]
     logs = [tmp_path / f"api{i}.log" for i in range(2)]
-    procs = [start_gateway(dataset, port, log) for port, log in zip(ports, logs)]
+    procs = [start_gateway(dataset, port, log, workers) for port, log, workers in zip(ports, logs, (1, 2))]
     try:
         urls = [f"http://127.0.0.1:{p}" for p in ports]
         for url, proc, log in zip(urls, procs, logs):
