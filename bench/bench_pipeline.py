@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+import psutil
 import websockets
 from confluent_kafka import Consumer, TopicPartition
 
 from deltastream.clients import consumer_config, mongo_client
-from deltastream.runtime.fleet import Fleet
+from deltastream.runtime.fleet import Fleet, process_usage
 from deltastream.runtime.stack import Stack, free_port, start_stack
 from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import DEFAULT_PRODUCTS, Settings
@@ -58,6 +59,7 @@ class Level:
     mongo_lag_ms: list[float] = field(default_factory=list)
     usage: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (CPU %, RSS MiB)
     deliveries: int = 0
+    machine_busy: float = float("nan")  # share of all cores busy over the window
     errors: list[str] = field(default_factory=list)
 
     def pct(self, values: list[float], q: float) -> float:
@@ -176,7 +178,8 @@ def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup:
         fleet.start("feed")
         time.sleep(warmup)
         base = _counts(settings, db, ws, strikes, quote_records)
-        cpu0 = fleet.usage()
+        cpu0 = fleet.usage() | process_usage(stack.processes)
+        machine0 = psutil.cpu_times()
         t0 = time.monotonic()
         ws.measuring = True
         while time.monotonic() - t0 < duration:
@@ -188,7 +191,10 @@ def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup:
             time.sleep(0.5)
         ws.measuring = False
         elapsed = time.monotonic() - t0
-        cpu1 = fleet.usage()
+        cpu1 = fleet.usage() | process_usage(stack.processes)
+        machine1 = psutil.cpu_times()
+        total = sum(machine1) - sum(machine0)
+        level.machine_busy = 1 - (machine1.idle - machine0.idle) / total if total > 0 else float("nan")
         end = _counts(settings, db, ws, strikes, quote_records)
         level.sustained = {s: (end[s] - base[s]) / elapsed for s in STAGES}
         level.sustained["websocket"] /= max(clients, 1)
@@ -236,7 +242,8 @@ def report(levels: list[Level], clients: int) -> None:
     print(f"(sustained option quotes/s per stage; websocket per client, {clients} clients; latencies in ms)")
     last = levels[-1]
     print("\nper process at {:,.0f} quotes/s: ".format(last.offered)
-          + ", ".join(f"{n} {cpu:.0f}% CPU {rss:.0f} MiB" for n, (cpu, rss) in sorted(last.usage.items())))
+          + ", ".join(f"{n} {cpu:.0f}% CPU {rss:.0f} MiB" for n, (cpu, rss) in sorted(last.usage.items()))
+          + f"; the machine's {psutil.cpu_count()} cores {100 * last.machine_busy:.0f}% busy")
     for lv in levels:
         if lv.errors:
             print(f"at {lv.offered:,.0f}/s: " + "; ".join(sorted(set(lv.errors))[:5]))

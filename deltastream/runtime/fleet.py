@@ -71,14 +71,19 @@ class Fleet:
 
     def usage(self) -> dict[str, tuple[float, float]]:
         """(CPU seconds, RSS MiB) per running process, children included."""
-        out = {}
-        for name, proc in self.procs.items():
-            try:
-                root = psutil.Process(proc.pid)
-                members = [root, *root.children(recursive=True)]
-                cpu = sum(p.cpu_times().user + p.cpu_times().system for p in members)
-                rss = sum(p.memory_info().rss for p in members) / 2**20
-                out[name] = (cpu, rss)
-            except psutil.NoSuchProcess:
-                continue
-        return out
+        return process_usage(self.procs)
+
+
+def process_usage(procs: dict[str, subprocess.Popen]) -> dict[str, tuple[float, float]]:
+    """(CPU seconds, RSS MiB) of each named process and its children."""
+    out = {}
+    for name, proc in procs.items():
+        try:
+            root = psutil.Process(proc.pid)
+            members = [root, *root.children(recursive=True)]
+            cpu = sum(p.cpu_times().user + p.cpu_times().system for p in members)
+            rss = sum(p.memory_info().rss for p in members) / 2**20
+            out[name] = (cpu, rss)
+        except psutil.NoSuchProcess:
+            continue
+    return out
