@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 from importlib.util import find_spec
 from typing import Callable
@@ -12,50 +13,16 @@ from fastapi import FastAPI
 from deltastream.settings import Settings
 
 
-def _api(settings: Settings) -> FastAPI:
-    from gateways.api.app import create_app
-
-    return create_app(settings)
-
-
-def _auth(settings: Settings) -> FastAPI:
-    from gateways.auth.app import create_app
-
-    return create_app(settings)
-
-
-def _storage(settings: Settings) -> FastAPI:
-    from gateways.storage.app import create_app
-
-    return create_app(settings)
-
-
-def _analytics(settings: Settings) -> FastAPI:
-    from gateways.analytics.app import create_app
-
-    return create_app(settings)
-
-
-def _logs(settings: Settings) -> FastAPI:
-    from gateways.logs.app import create_app
-
-    return create_app(settings)
-
-
-def _ai(settings: Settings) -> FastAPI:
-    from gateways.ai.app import create_app
-
-    return create_app(settings)
+def _factory(service: str) -> Callable[[Settings], FastAPI]:
+    """`gateways.<service>.app.create_app`, imported only when that service is run."""
+    def create(settings: Settings) -> FastAPI:
+        return importlib.import_module(f"gateways.{service}.app").create_app(settings)
+    return create
 
 
 # service name → (app factory, settings field holding its port)
 SERVICES: dict[str, tuple[Callable[[Settings], FastAPI], str]] = {
-    "api": (_api, "api_port"),
-    "auth": (_auth, "auth_port"),
-    "storage": (_storage, "storage_port"),
-    "analytics": (_analytics, "analytics_port"),
-    "logs": (_logs, "logs_port"),
-    "ai": (_ai, "ai_port"),
+    name: (_factory(name), f"{name}_port") for name in ("api", "auth", "storage", "analytics", "logs", "ai")
 }
 
 
