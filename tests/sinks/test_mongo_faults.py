@@ -120,12 +120,13 @@ def test_a_sink_killed_mid_batch_and_restarted_loses_and_doubles_nothing(stack, 
     log = tmp_path / "sink.log"
     env = sink_env(settings, stack)
     sink = start_sink_process("mongo", group, env, log)
-    feeder = Feeder(settings, snapshots=120, pace=0.05)
+    # Long enough that the feed still runs when the sink is caught up and writing steadily.
+    feeder = Feeder(settings, snapshots=400, pace=0.05)
     try:
         feeder.start()
         wait_until(lambda: count_docs(settings) > 1000, 30, "the sink to be writing")
         # Kill while a batch is stored but not committed yet (the writer is busy most of the time).
-        wait_until(lambda: count_docs(settings) > committed_count(settings, group), 10, "a batch in flight",
+        wait_until(lambda: count_docs(settings) > committed_count(settings, group), 30, "a batch in flight",
                    every=0.01)
         os.kill(sink.pid, signal.SIGKILL)  # no flush, no commit, no leaving the group
         sink.wait(10)
