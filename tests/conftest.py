@@ -6,14 +6,12 @@ and DELTASTREAM_REDIS_URL to run the same tests against servers of your own.
 """
 from __future__ import annotations
 
-import os
 import uuid
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.sinks.conftest import PrivateMongo
+from tests.servers import PrivateMongo
 from tests.stack import Stack, start_stack
 
 

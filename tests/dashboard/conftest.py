@@ -20,10 +20,8 @@ import httpx
 import psutil
 import pytest
 
-from deltastream.runtime.probes import wait_ready
-from deltastream.runtime.servers import prepare_data_dir, redis_spec
-from deltastream.settings import Settings
-from tests.stack import Stack, terminate, free_port
+from tests.servers import PrivateRedis
+from tests.stack import Stack, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "dashboard"  # git-ignored; CI keeps what the run left there
@@ -85,17 +83,13 @@ def browser(chromium_path: str):
 
 @contextlib.contextmanager
 def private_redis(base: Path) -> Iterator[str]:
-    """A redis-server of our own (the runtime's spec): the shared one's keys are not namespaced
-    by topic prefix, so `latest:*`, `products` and the rooms' seq would mix with other tests'."""
-    settings = Settings(_env_file=None, data_dir=base, redis_port=free_port())
-    prepare_data_dir(settings)
-    proc = subprocess.Popen(redis_spec(settings).argv, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    """A redis-server of our own: the shared one's keys are not namespaced by topic prefix, so
+    `latest:*`, `products` and the rooms' seq would mix with other tests'."""
+    redis = PrivateRedis(base).start()
     try:
-        wait_ready(settings, ("redis",), timeout=30)
-        yield settings.redis_uri
+        yield redis.url
     finally:
-        terminate(proc)
+        redis.stop()
 
 
 @dataclass

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
@@ -18,35 +16,9 @@ import pytest
 
 from deltastream.audit import audit
 from deltastream.runtime.fleet import Fleet
-from deltastream.runtime.probes import wait_ready
-from deltastream.runtime.servers import prepare_data_dir, redis_spec
 from deltastream.runtime.topics import ensure_topics
-from deltastream.settings import Settings
-from tests.sinks.conftest import PrivateMongo
+from tests.servers import PrivateMongo, PrivateRedis
 from tests.stack import free_port
-
-
-class PrivateRedis:
-    """A redis-server of this test's own (append-only file on), to stop and start."""
-
-    def __init__(self, base: Path) -> None:
-        self.settings = Settings(_env_file=None, data_dir=base, redis_port=free_port())
-        prepare_data_dir(self.settings)
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return self.settings.redis_uri
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(redis_spec(self.settings).argv, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_ready(self.settings, ("redis",), timeout=30)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(30)
 
 
 @pytest.fixture

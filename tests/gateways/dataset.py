@@ -7,9 +7,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
-import signal
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,8 +16,6 @@ from typing import Any, Iterator
 import orjson
 
 from deltastream.clients import mongo_client, redis_client
-from deltastream.runtime.probes import wait_ready
-from deltastream.runtime.servers import prepare_data_dir, redis_spec
 from deltastream.settings import Settings
 from gateways.logs.shipping import KafkaLogHandler
 from schemas.records import OptionChain, UnderlyingTick
@@ -28,8 +23,9 @@ from schemas.topics import MARKET_OPTION_CHAINS, MARKET_UNDERLYING
 from sinks.run import run_mongo_sink, run_redis_sink
 from tests.processors.harness import (T0, Worker, market_messages, processor_settings,
                                       unique_records)
-from tests.sinks.conftest import PrivateMongo, SinkThread, feed, wait_until
-from tests.stack import Stack, free_port
+from tests.servers import PrivateMongo, PrivateRedis
+from tests.sinks.conftest import SinkThread, feed, wait_until
+from tests.stack import Stack
 
 __all__ = ["T0", "Dataset", "PrivateRedis", "pipeline_dataset"]
 
@@ -37,26 +33,6 @@ SNAPSHOTS = 60  # 10 minutes of event time at 10 s per snapshot
 INTERVAL = 10.0
 JWT_SECRET = "gateway-tests-secret-0123456789abcdef"
 SHIPPED_MARKER = "shipped through kafka"
-
-
-class PrivateRedis:
-    """A redis-server of these tests' own (the runtime's spec, on a free port)."""
-
-    def __init__(self, base: Path) -> None:
-        self.settings = Settings(_env_file=None, data_dir=base, redis_port=free_port())
-        prepare_data_dir(self.settings)
-        self.proc = subprocess.Popen(redis_spec(self.settings).argv, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_ready(self.settings, ("redis",), timeout=30)
-
-    @property
-    def url(self) -> str:
-        return self.settings.redis_uri
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
 
 
 @dataclass
@@ -101,7 +77,7 @@ def pipeline_dataset(stack: Stack, base: Path, snapshots: int = SNAPSHOTS, **cha
     mongo.start()
     redis: PrivateRedis | None = None
     try:
-        redis = PrivateRedis(base / "redis")
+        redis = PrivateRedis(base / "redis").start()
         settings = processor_settings(
             stack, uuid.uuid4().hex[:10], base, feed_interval=INTERVAL, processor_grace_seconds=10.0,
             mongo_url=mongo.url, mongo_db="gateways", redis_url=redis.url, jwt_secret=JWT_SECRET,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -17,12 +15,11 @@ import pytest
 from confluent_kafka import Consumer
 
 from deltastream.clients import consumer_config, redis_client
-from deltastream.runtime.probes import wait_ready
-from deltastream.runtime.servers import mongo_spec, prepare_data_dir
 from deltastream.settings import Settings
 from producers.feed.run import FeedOptions, run_feed, synthetic_provider
 from schemas.codec import decode_dict
-from tests.stack import Stack, free_port
+from tests.servers import PrivateMongo
+from tests.stack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.timezone.utc)
@@ -126,37 +123,6 @@ def sink_env(settings: Settings, stack: Stack, **extra: str) -> dict[str, str]:
 def start_sink_process(kind: str, group: str, env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "sinks.run", kind, "--group", group], cwd=REPO,
                             env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
-class PrivateMongo:
-    """An nx-27017 of the sink tests' own, with one SQLite file per database.
-
-    The runtime's server is started with `--db FILE`, where nx-27017 serves every database
-    name from that one file (`mongo_db` isolates nothing); `--data-dir` gives each database
-    its own file, so every test can write the real collection names into a database of its
-    own. The outage test stops and restarts one (same files)."""
-
-    def __init__(self, base: Path) -> None:
-        self.settings = Settings(_env_file=None, data_dir=base, mongo_port=free_port())
-        prepare_data_dir(self.settings)
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return self.settings.mongo_uri
-
-    def start(self) -> None:
-        argv = mongo_spec(self.settings).argv
-        at = argv.index("--db")
-        argv[at:at + 2] = ["--data-dir", str(self.settings.data_dir.resolve() / "mongo")]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        wait_ready(self.settings, ("mongodb",), timeout=30)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
 
 
 @pytest.fixture
