@@ -53,32 +53,35 @@ def timestamp(value: Any) -> dt.datetime:
     return when
 
 
-def product(value: Any) -> str:
+def _known(value: Any, seen: set[str], valid: Callable[[str], bool]) -> str:
+    """`value` if it is a string `valid` accepts; accepted values are remembered (bounded)."""
     if type(value) is not str:
         raise NotFast
-    if value in _products:
+    if value in seen:
         return value
-    if not _PRODUCT(value):
+    if not valid(value):
         raise NotFast
-    if len(_products) < 10_000:
-        _products.add(value)
+    if len(seen) < 10_000:
+        seen.add(value)
     return value
 
 
-def expiry(value: Any) -> str:
-    if type(value) is not str:
-        raise NotFast
-    if value in _expiries:
-        return value
+def _is_date(value: str) -> bool:
     if not _DATE(value):
-        raise NotFast
+        return False
     try:
         dt.date.fromisoformat(value)
     except ValueError:
-        raise NotFast from None
-    if len(_expiries) < 10_000:
-        _expiries.add(value)
-    return value
+        return False
+    return True
+
+
+def product(value: Any) -> str:
+    return _known(value, _products, lambda v: bool(_PRODUCT(v)))
+
+
+def expiry(value: Any) -> str:
+    return _known(value, _expiries, _is_date)
 
 
 def _positive(value: Any) -> None:
