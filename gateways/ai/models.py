@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from gateways.analytics.models import Signal
 from schemas.records import PRODUCT_PATTERN
 
 Label = Literal["negative", "neutral", "positive"]
@@ -40,7 +41,7 @@ class PulseFacts(BaseModel):
     put_oi_change: int
     call_buildup_otm: int
     put_buildup_otm: int
-    oi_signal: Literal["long_buildup", "short_buildup", "short_covering", "long_unwinding", "neutral"]
+    oi_signal: Signal  # the analytics API's OI build-up signal
 
 
 class MarketPulse(BaseModel):
