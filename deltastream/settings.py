@@ -125,6 +125,10 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="event time between two updates of an open OHLC bar (0: every batch)")
     processor_batch_size: int = Field(default=2000, ge=1, description="most records per processing batch")
     processor_batch_wait: float = Field(default=0.01, gt=0, description="seconds a batch waits to fill")
+    processor_in_flight: int = Field(
+        default=8, ge=1, description="batches per agent computed and sent but not yet acknowledged")
+    processor_report_seconds: float = Field(
+        default=30.0, gt=0, description="seconds between the worker's 'processed: ...' log lines")
 
     # -- synthetic feed -------------------------------------------------------------
     feed_interval: float = Field(default=1.0, gt=0, description="seconds between market snapshots")

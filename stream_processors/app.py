@@ -69,9 +69,6 @@ def decode_slices(sources: Sequence[Source]) -> tuple[list[Slice], list[Poison]]
     return good, bad
 
 
-MAX_IN_FLIGHT = int(__import__("os").environ.get("DS_INFLIGHT", "8"))  # batches computed and sent, not yet acknowledged, per agent
-
-
 @dataclass
 class Batch:
     seq: int
@@ -87,6 +84,7 @@ class Unit:
     """One agent: its input topic, decoder, grouping key, processor and state."""
 
     name: str
+    in_flight: int  # batches computed and sent, not yet acknowledged (settings.processor_in_flight)
     topic: str
     decode: Callable[[Sequence[Source]], tuple[list[Any], list[Poison]]]
     key: Callable[[Any], str]
@@ -99,7 +97,7 @@ class Unit:
     def __post_init__(self) -> None:
         self.counts.add("batches", 0)
         self.queue: asyncio.Queue[Batch] = asyncio.Queue()
-        self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.slots = asyncio.Semaphore(self.in_flight)
 
 
 class Pipeline:
@@ -142,17 +140,17 @@ class Pipeline:
         chains = ChainProcessor(DEFAULT_LIMIT)
         surfaces = SurfaceProcessor()
         self.units = [
-            Unit("underlying", self.topics[MARKET_UNDERLYING], _decoder(TICK), lambda r: r.product,
+            Unit("underlying", settings.processor_in_flight, self.topics[MARKET_UNDERLYING], _decoder(TICK), lambda r: r.product,
                  underlying, store("underlying", TOPICS[MARKET_UNDERLYING].partitions,
                                    "per product: dedupe, session, open OHLC windows"),
                  underlying.counts),
-            Unit("quotes", self.topics[MARKET_OPTION_QUOTES], _decoder(QUOTE), lambda r: r.symbol,
+            Unit("quotes", settings.processor_in_flight, self.topics[MARKET_OPTION_QUOTES], _decoder(QUOTE), lambda r: r.symbol,
                  quotes, store("quotes", TOPICS[MARKET_OPTION_QUOTES].partitions,
                                "per option symbol: dedupe, open 1m windows"), quotes.counts),
-            Unit("chains", self.topics[MARKET_OPTION_CHAINS], _decoder(CHAIN), lambda r: r.key,
+            Unit("chains", settings.processor_in_flight, self.topics[MARKET_OPTION_CHAINS], _decoder(CHAIN), lambda r: r.key,
                  chains, store("chains", TOPICS[MARKET_OPTION_CHAINS].partitions,
                                "per product|expiry: dedupe, latest analytics"), chains.counts),
-            Unit("surfaces", self.slices_topic, decode_slices, lambda r: r.record["product"],
+            Unit("surfaces", settings.processor_in_flight, self.slices_topic, decode_slices, lambda r: r.record["product"],
                  surfaces, store("surfaces", SLICE_PARTITIONS, "per product: latest slice per expiry"),
                  surfaces.counts),
         ]
@@ -170,7 +168,7 @@ class Pipeline:
                                    partitions=SLICE_PARTITIONS if internal else None,
                                    internal=internal)
             self.app.agent(topic, name=f"{app_id}.{unit.name}")(self._agent(unit))
-        self.app.timer(float(__import__("os").environ.get("DS_REPORT", "30")), name=f"{app_id}.report")(self._report)
+        self.app.timer(settings.processor_report_seconds, name=f"{app_id}.report")(self._report)
         self._last_report: dict[str, int] = {}
         self._next_offset: dict[tuple[str, int], int] = {}
 
@@ -204,7 +202,7 @@ class Pipeline:
 
     async def process(self, unit: Unit, events: Sequence[faust.EventT]) -> None:
         """Compute a batch and hand its outputs to the producer; `_complete` finishes it."""
-        await unit.slots.acquire()  # at most MAX_IN_FLIGHT batches sent but not done
+        await unit.slots.acquire()  # at most `in_flight` batches sent but not done
         t0 = time.perf_counter()
         sources = [Source(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
                    for m in (e.message for e in events)]

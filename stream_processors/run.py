@@ -22,11 +22,8 @@ def run_worker(settings: Settings) -> int:
     from stream_processors.app import Pipeline
 
     wait_for_stack(settings, ("kafka",))
-    if __import__("os").environ.get("DS_UVLOOP"):
-        import uvloop
-        uvloop.install()
     level = logging.getLevelName(settings.log_level.upper())
-    if isinstance(level, int) and level > logging.DEBUG and not __import__("os").environ.get("DS_FAUST_VERBOSE"):
+    if isinstance(level, int) and level > logging.DEBUG:
         # Faust and aiokafka narrate every start step and table at INFO; keep their warnings.
         for name in ("faust", "mode", "aiokafka", "stream_processors.state"):
             logging.getLogger(name).setLevel(max(level, logging.WARNING))

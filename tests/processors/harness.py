@@ -150,6 +150,11 @@ class Worker:
                 raise AssertionError(f"no {needle!r} in worker log after {timeout}s:\n{self.text()[-3000:]}")
             time.sleep(0.2)
 
+    def events(self) -> str:
+        """The log lines about rebalances, gaps and failures (for failure messages)."""
+        keep = ("partitions", "revoked", "rebalanc", "never reached", "ERROR", "WARNING", "CRITICAL")
+        return "\n".join(line for line in self.text().splitlines() if any(k in line for k in keep))
+
     def kill(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
@@ -204,6 +209,11 @@ class Outputs:
     def latest(self, topic: str) -> dict[str, dict]:
         """The last version of every record, by event id (what an upserting sink keeps)."""
         return {r["event_id"]: r for r in self.by_topic[topic]}
+
+    def versions(self, topic: str, event_id: str) -> list[tuple]:
+        """Every copy of one record that arrived, in arrival order (for failure messages)."""
+        return [(r.get("final"), m.partition(), m.offset(), r.get("num_ticks"))
+                for r, m in zip(self.by_topic[topic], self.raw[topic]) if r["event_id"] == event_id]
 
     def close(self) -> None:
         self.consumer.close()

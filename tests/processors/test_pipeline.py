@@ -31,9 +31,13 @@ def complete(records, bars):
     finals = {k for k, b in bars.items() if b["final"]}
 
     def missing(out: Outputs) -> dict[str, list[str]]:
+        bars_now = out.latest(ANALYTICS_OHLC)
+        no_final = sorted(finals - {k for k, b in bars_now.items() if b["final"]})[:10]
         return {"chains": sorted(chains - out.latest(ANALYTICS_CHAIN).keys())[:10],
                 "ticks": sorted(ticks - out.latest(ANALYTICS_UNDERLYING).keys())[:10],
-                "finals": sorted(finals - {k for k, b in out.latest(ANALYTICS_OHLC).items() if b["final"]})[:10]}
+                "finals": no_final,
+                # every version of a bar without its final: (final, partition, offset, ticks)
+                "versions": {k: out.versions(ANALYTICS_OHLC, k) for k in no_final[:3]}}
 
     def done(out: Outputs) -> bool:
         return not any(missing(out).values())
@@ -210,7 +214,11 @@ def test_two_workers_split_the_partitions(stack, unique, tmp_path):
             assert mine_a[name].isdisjoint(mine_b[name])
             assert mine_a[name] | mine_b[name] == set(range(TOPICS[topic].partitions))
         publish(settings, messages[len(messages) // 3:])
-        out.until(complete(records, bars))
+        try:
+            out.until(complete(records, bars))
+        except AssertionError:
+            print(f"worker a:\n{a.events()}\nworker b:\n{b.events()}")
+            raise
         check_against_quant(out, records, bars)
         assert "never reached" not in a.text() + b.text()
     finally:
