@@ -40,7 +40,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 import tenacity
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from deltastream.clients import consumer_config
+from deltastream.clients import TailGaps, consumer_config
 from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import Settings
 from schemas.codec import SchemaError
@@ -89,6 +89,7 @@ class SinkRunner:
         self._consumer_conf = consumer_config(settings, group_id, on_commit=self._on_commit,
                                               **{**BULK_CONSUMER, **(consumer_overrides or {})})
         self.consumer: Consumer | None = None
+        self.gaps: TailGaps | None = None  # with the consumer
         self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-writer")
         self.batch = Batch()  # being filled by the consumer thread
         self._count = 0  # messages in it, poison included
@@ -112,6 +113,7 @@ class SinkRunner:
             # metadata refresh (minutes): create the registry's topics first (idempotent).
             self._retry(lambda: ensure_topics(self.settings), "create topics")
             self.consumer = Consumer(self._consumer_conf)
+            self.gaps = TailGaps(self.consumer, self.settings)
             self.consumer.subscribe(list(self.decoders), on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_lost)
             log.info("%s: group %s on %s, topics %s", self.service, self.group_id,
@@ -154,9 +156,10 @@ class SinkRunner:
         s = self.stats
         elapsed = max(time.monotonic() - s.started, 1e-9)
         log.info("%s: %d consumed, %d written in %d batches (%.0f records/s; write %.1fs, decode "
-                 "%.1fs, commit %.1fs, waited %.1fs), %d dead-lettered, %d retries", self.service,
-                 s.consumed, s.written, s.batches, s.written / elapsed, s.write_seconds,
-                 s.decode_seconds, s.commit_seconds, s.wait_seconds, s.dead_lettered, s.retries)
+                 "%.1fs, commit %.1fs, waited %.1fs), %d dead-lettered, %d retries, %d re-reads",
+                 self.service, s.consumed, s.written, s.batches, s.written / elapsed, s.write_seconds,
+                 s.decode_seconds, s.commit_seconds, s.wait_seconds, s.dead_lettered, s.retries,
+                 self.gaps.refetched if self.gaps else 0)
 
     def _latency_left(self) -> float:
         if self._first is None:
@@ -179,7 +182,7 @@ class SinkRunner:
     # -- consuming -------------------------------------------------------------------------------
     def _fill(self, timeout: float) -> None:
         room = max(1, self.settings.sink_batch_size - self._count)
-        messages = self.consumer.consume(room, timeout)
+        messages = self.gaps.filter(self.consumer.consume(room, timeout))
         if not messages:
             return
         started = time.perf_counter()
@@ -396,6 +399,7 @@ class SinkRunner:
         tps = [(p.topic, p.partition) for p in partitions]
         for tp in tps:
             self._position.pop(tp, None)
+        self.gaps.forget(tps)
         self._assigned.update(tps)
         skips = self._skip_to_stored(consumer, partitions)
         backpressure = bool(self._paused)
@@ -478,6 +482,8 @@ class SinkRunner:
         for tp in tps:
             self._position.pop(tp, None)
             self._written.pop(tp, None)
+        if self.gaps is not None:
+            self.gaps.forget(tps)
 
 
 def _describe(tps: Iterable[TP]) -> str:

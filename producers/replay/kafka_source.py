@@ -14,7 +14,7 @@ from typing import Iterator
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
-from deltastream.clients import consumer_config
+from deltastream.clients import TailGaps, consumer_config
 from deltastream.settings import Settings
 from producers.replay.record import ReplayCompleted, ReplayRecord
 
@@ -67,9 +67,10 @@ class KafkaSource:
         stops = [stop for _, stop in plan]
         consumer.assign([tp for tp, _ in plan])
         start_ms, end_ms = self.start_ms, self.end_ms
+        gaps = TailGaps(consumer, self.settings)  # a topic still being written to
 
         while not merge.all_caught_up:
-            messages = consumer.consume(self.batch, 0.5)
+            messages = gaps.filter(consumer.consume(self.batch, 0.5))
             for msg in messages:
                 if msg.error():
                     raise KafkaException(msg.error())
@@ -99,7 +100,7 @@ class KafkaSource:
         yield ReplayCompleted(timestamp_ms=merge.last_ms or start_ms, records=merge.emitted)
         while True:  # live: in arrival order, each batch sorted by the replay order
             records = []
-            for msg in consumer.consume(self.batch, 0.5):
+            for msg in gaps.filter(consumer.consume(self.batch, 0.5)):
                 if msg.error():
                     raise KafkaException(msg.error())
                 ts = msg.timestamp()[1]

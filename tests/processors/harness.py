@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from deltastream.clients import consumer_config, producer_config
+from deltastream.clients import TailGaps, consumer_config, producer_config
 from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import Settings
 from producers.feed.records import chain_records, iso_utc, underlying_record
@@ -177,12 +177,13 @@ class Outputs:
         self.settings = settings
         self.consumer = Consumer(consumer_config(settings, group))
         self.consumer.subscribe([settings.topic(t) for t in OUTPUTS])
+        self.gaps = TailGaps(self.consumer, settings)  # two workers write the same partitions
         self.by_topic: dict[str, list[dict]] = defaultdict(list)
         self.raw: dict[str, list] = defaultdict(list)
 
     def poll(self, seconds: float = 0.5) -> int:
         got = 0
-        for msg in self.consumer.consume(10_000, seconds):
+        for msg in self.gaps.filter(self.consumer.consume(10_000, seconds)):
             if msg.error():
                 continue
             name = msg.topic()[len(self.settings.topic_prefix):]
@@ -214,6 +215,24 @@ class Outputs:
         """Every copy of one record that arrived, in arrival order (for failure messages)."""
         return [(r.get("final"), m.partition(), m.offset(), r.get("num_ticks"))
                 for r, m in zip(self.by_topic[topic], self.raw[topic]) if r["event_id"] == event_id]
+
+    def holes(self) -> dict[str, list]:
+        """Offsets this reader never received, per output partition, and the broker's end
+        offset next to the last one received (for failure messages: every output topic is
+        written without transactions or compaction, so offsets must be contiguous)."""
+        out: dict[str, list] = {}
+        for name, msgs in self.raw.items():
+            by_partition: dict[int, list[int]] = defaultdict(list)
+            for m in msgs:
+                by_partition[m.partition()].append(m.offset())
+            for partition, offsets in sorted(by_partition.items()):
+                seen = set(offsets)
+                missing = [o for o in range(0, max(seen) + 1) if o not in seen]
+                tp = TopicPartition(self.settings.topic(name), partition)
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=5)
+                if missing or high != max(seen) + 1:
+                    out[f"{name}[{partition}]"] = [missing[:20], f"last {max(seen)}, end {high}"]
+        return out
 
     def close(self) -> None:
         self.consumer.close()

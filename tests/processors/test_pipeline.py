@@ -217,7 +217,7 @@ def test_two_workers_split_the_partitions(stack, unique, tmp_path):
         try:
             out.until(complete(records, bars))
         except AssertionError:
-            print(f"worker a:\n{a.events()}\nworker b:\n{b.events()}")
+            print(f"worker a:\n{a.events()}\nworker b:\n{b.events()}\nreader holes: {out.holes()}")
             raise
         check_against_quant(out, records, bars)
         assert "never reached" not in a.text() + b.text()
