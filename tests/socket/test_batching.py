@@ -1,0 +1,64 @@
+"""Batched writes (one write per client per flush, clients grouped by their rooms) still give
+every client every message of its rooms, once, in order, whatever mix of rooms it is in."""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from tests.socket.conftest import open_client, subscribe
+
+BURSTS, PER_BURST = 5, 40  # records per sink write: they reach the gateway together
+
+
+async def read_all(ws, expected: dict[str, int], timeout: float = 60) -> dict[str, list[dict]]:
+    """Data messages by room until each room of `expected` has that many (of our products)."""
+    got: dict[str, list[dict]] = {room: [] for room in expected}
+    async with asyncio.timeout(timeout):
+        while any(len(got[room]) < n for room, n in expected.items()):
+            msg = orjson.loads(await ws.recv())
+            if "room" in msg and msg["room"] in got:
+                got[msg["room"]].append(msg)
+    return got
+
+
+async def test_batched_flushes_deliver_every_message_in_order_to_every_room_mix(
+        settings, gateway, publisher, products):
+    p, q = products
+    mixes = ([()] * 8 + [(("product", p),)] * 6 + [(("product", q),)] * 6
+             + [(("product", p), ("chain", p))] * 5)
+    clients = []
+    for mix in mixes:
+        ws = await open_client(settings, gateway.port)
+        for kind, symbol in mix:
+            assert (await subscribe(ws, kind, symbol))["event"] == "subscribed"
+        clients.append((ws, mix))
+    # Snapshots are empty (fresh products), so everything from here on is live.
+    kinds = [("underlying_update", p), ("underlying_update", q), ("chain_update", p), ("chain_summary", q)]
+    published_before = gateway.hub.stats.published
+    flushes_before = gateway.hub.stats.flushes
+    for _ in range(BURSTS):
+        publisher.write([publisher.record(*kinds[i % len(kinds)]) for i in range(PER_BURST)])
+    per_kind = BURSTS * PER_BURST // len(kinds)
+    rooms_of = {"general": 3 * per_kind, f"product:{p}": per_kind, f"product:{q}": 2 * per_kind,
+                f"chain:{p}": per_kind}
+
+    async def check(ws, mix) -> None:
+        rooms = ["general"] + [f"{kind}:{symbol}" for kind, symbol in mix]
+        got = await read_all(ws, {room: rooms_of[room] for room in rooms})
+        for room in rooms:
+            seqs = [m["seq"] for m in got[room]]
+            first = 1 if room != "general" else seqs[0]  # general is shared with other tests
+            assert seqs == list(range(first, first + rooms_of[room])), room  # no gap, no duplicate
+            if room == "general":
+                assert {m["data"]["product"] for m in got[room]} == {p, q}
+            else:
+                assert all(m["data"]["product"] == room.split(":")[1] for m in got[room])
+
+    await asyncio.gather(*(check(ws, mix) for ws, mix in clients))
+    stats = gateway.hub.stats
+    assert stats.published - published_before == sum(rooms_of.values())
+    # A sink write's envelopes arrive together: far fewer flushes (writes per client) than messages.
+    assert stats.flushes - flushes_before < stats.published - published_before
+    for ws, _ in clients:
+        await ws.close()
