@@ -3,10 +3,14 @@ every client every message of its rooms, once, in order, whatever mix of rooms i
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import orjson
+from websockets.asyncio.client import connect
 
-from tests.socket.conftest import open_client, subscribe
+from deltastream.clients import redis_client
+from tests.socket.conftest import open_client, recv_until, subscribe, token, url
+from tests.socket.publish import SinkPublisher
 
 BURSTS, PER_BURST = 5, 40  # records per sink write: they reach the gateway together
 
@@ -61,4 +65,38 @@ async def test_batched_flushes_deliver_every_message_in_order_to_every_room_mix(
     # A sink write's envelopes arrive together: far fewer flushes (writes per client) than messages.
     assert stats.flushes - flushes_before < stats.published - published_before
     for ws, _ in clients:
+        await ws.close()
+
+
+async def test_clients_connecting_during_a_stream_get_connected_first_then_no_gap(settings, gateway, products):
+    """A client joins `general` while batches are in flight: its `connected` event still comes
+    first, and from its first data message on it has every one, in order."""
+    p = products[0]
+    gateway.hub.flush_delay = 0.05  # batches wait long enough for a client to connect meanwhile
+    stop = threading.Event()
+    busy = SinkPublisher(settings, f"batching-{p}")
+
+    def publish() -> None:
+        while not stop.is_set():
+            busy.write([busy.record("underlying_update", p) for _ in range(5)])
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    clients = []
+    try:
+        for _ in range(30):
+            ws = await connect(url(gateway.port, token(settings)))
+            clients.append((ws, await ws.recv()))
+        first = [orjson.loads(hello) for _, hello in clients]
+        assert [m.get("event") for m in first] == ["connected"] * len(clients), first
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
+        busy.close()
+    last = int(redis_client(settings).get("seq:general"))
+    for ws, _ in clients:
+        got = await recv_until(ws, lambda m: m.get("room") == "general" and m["seq"] == last)
+        seqs = [m["seq"] for m in got if m.get("room") == "general"]
+        assert seqs == list(range(seqs[0], last + 1))
         await ws.close()
