@@ -137,9 +137,10 @@ def _cpu(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
-def _delivered(port: int) -> int:
-    """Data frames the gateway has handed to its clients so far."""
-    return httpx.get(f"http://127.0.0.1:{port}/stats").json()["delivered"]
+def _counts(port: int) -> tuple[int, int]:
+    """Data frames the gateway has handed to its clients so far, and the batches they went in."""
+    stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
+    return stats["delivered"], stats.get("flushes", 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +197,7 @@ def _run(args, settings, port: int, gateway: subprocess.Popen, products: list[st
     steps = []
     try:
         for step, rate in enumerate(rates):
-            d0 = _delivered(port)
+            d0, f0 = _counts(port)
             gw0, cl0, wall0 = _cpu(gw_proc), sum(map(_cpu, client_procs)), time.perf_counter()
             sent, start, tick = 0, time.perf_counter(), 0.01
             while (elapsed := time.perf_counter() - start) < args.seconds:
@@ -210,9 +211,10 @@ def _run(args, settings, port: int, gateway: subprocess.Popen, products: list[st
             time.sleep(1.0)  # let the tail arrive
             wall = time.perf_counter() - wall0
             gw_cpu, clients_cpu = _cpu(gw_proc) - gw0, sum(map(_cpu, client_procs)) - cl0
+            d1, f1 = _counts(port)
             # CPU per delivery the gateway made (written or queued), whether or not it arrived in time
-            steps.append((rate, sent, seconds, gw_cpu / wall, gw_cpu / max(1, _delivered(port) - d0),
-                          clients_cpu / wall))
+            steps.append((rate, sent, seconds, gw_cpu / wall, gw_cpu / max(1, d1 - d0), clients_cpu / wall,
+                          (d1 - d0) / max(1, f1 - f0)))
     finally:
         publisher.close()
         done.set()
@@ -228,9 +230,9 @@ def _run(args, settings, port: int, gateway: subprocess.Popen, products: list[st
     print(f"\nsocket gateway fan-out: {args.clients} clients, {args.rooms} product rooms (+ general), "
           f"1 gateway process, {os.cpu_count()} cores shared with Redis, publisher and clients")
     print(f"{'published/s':>12} {'deliveries/s':>13} {'received':>10} {'expected':>10} "
-          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'gw CPU%':>8} {'gw us/dlv':>9} {'clients CPU%':>12}")
+          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'gw CPU%':>8} {'gw us/dlv':>9} {'dlv/flush':>9} {'clients CPU%':>12}")
     ceiling, cost = 0.0, []
-    for step, (rate, sent, seconds, gw_load, gw_cost, clients_load) in enumerate(steps):
+    for step, (rate, sent, seconds, gw_load, gw_cost, clients_load, per_flush) in enumerate(steps):
         lat = sorted(results.get(step, []))
         expected = int(sent * per_msg)
         if not lat:
@@ -240,7 +242,7 @@ def _run(args, settings, port: int, gateway: subprocess.Popen, products: list[st
         rate_out = len(lat) / seconds
         print(f"{sent / seconds:>12,.0f} {rate_out:>13,.0f} {len(lat):>10,} {expected:>10,} "
               f"{pct(0.5):>8.1f} {pct(0.99):>8.1f} {lat[-1] * 1000:>8.1f} {100 * gw_load:>8.0f} "
-              f"{gw_cost * 1e6:>9.1f} {100 * clients_load:>12.0f}")
+              f"{gw_cost * 1e6:>9.1f} {per_flush:>9,.0f} {100 * clients_load:>12.0f}")
         cost.append(gw_cost * 1e6)
         if len(lat) == expected and pct(0.99) <= 50:
             ceiling = max(ceiling, rate_out)
