@@ -139,7 +139,8 @@ def _cpu(proc: psutil.Process) -> float:
 
 def _counts(port: int) -> tuple[int, int]:
     """Data frames the gateway has handed to its clients so far, and the batches they went in."""
-    stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
+    # A saturated gateway answers once its backlog is out: wait for it.
+    stats = httpx.get(f"http://127.0.0.1:{port}/stats", timeout=120).json()
     return stats["delivered"], stats.get("flushes", 0)
 
 
