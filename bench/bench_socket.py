@@ -210,9 +210,9 @@ def _run(args, settings, port: int, gateway: subprocess.Popen, products: list[st
                 time.sleep(tick)
             seconds = time.perf_counter() - start
             time.sleep(1.0)  # let the tail arrive
+            d1, f1 = _counts(port)  # first: a backlog's CPU belongs to the step that made it
             wall = time.perf_counter() - wall0
             gw_cpu, clients_cpu = _cpu(gw_proc) - gw0, sum(map(_cpu, client_procs)) - cl0
-            d1, f1 = _counts(port)
             # CPU per delivery the gateway made (written or queued), whether or not it arrived in time
             steps.append((rate, sent, seconds, gw_cpu / wall, gw_cpu / max(1, d1 - d0), clients_cpu / wall,
                           (d1 - d0) / max(1, f1 - f0)))
