@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import orjson
 from websockets.asyncio.client import connect
@@ -76,9 +77,12 @@ async def test_clients_connecting_during_a_stream_get_connected_first_then_no_ga
     stop = threading.Event()
     busy = SinkPublisher(settings, f"batching-{p}")
 
-    def publish() -> None:
-        while not stop.is_set():
+    def publish() -> None:  # bounded (~250 kB per client), so no client is skipped ahead
+        for _ in range(200):
+            if stop.is_set():
+                return
             busy.write([busy.record("underlying_update", p) for _ in range(5)])
+            time.sleep(0.005)
 
     thread = threading.Thread(target=publish, daemon=True)
     thread.start()
@@ -94,9 +98,16 @@ async def test_clients_connecting_during_a_stream_get_connected_first_then_no_ga
         stop.set()
         await asyncio.to_thread(thread.join, 30)
         busy.close()
-    last = int(redis_client(settings).get("seq:general"))
-    for ws, _ in clients:
-        got = await recv_until(ws, lambda m: m.get("room") == "general" and m["seq"] == last)
+    r = redis_client(settings)
+    last = int(r.get("seq:general"))
+    r.close()
+
+    async def check(ws) -> None:
+        got = await recv_until(ws, lambda m: m.get("room") == "general" and m["seq"] == last, timeout=60)
         seqs = [m["seq"] for m in got if m.get("room") == "general"]
         assert seqs == list(range(seqs[0], last + 1))
+
+    await asyncio.gather(*(check(ws) for ws, _ in clients))
+    assert gateway.hub.stats.skipped == 0
+    for ws, _ in clients:
         await ws.close()
