@@ -72,7 +72,8 @@ class Client:
     # -- sending --------------------------------------------------------------------------------
     def deliver_batch(self, envs: list[Envelope], frames: bytes) -> None:
         """Live messages of our rooms from one flush, in order; `frames` is their frames joined."""
-        if (not (self.pending or self.floor or self.queue or self.closing) and self.protocol.state is OPEN
+        if (not (self.pending or self.floor or self.queue or self.closing)
+                and self.protocol.state is OPEN
                 and self.transport.get_write_buffer_size() <= self.high):
             self.transport.write(frames)  # the hot path: one write for the whole batch
             return
@@ -210,7 +211,7 @@ class Hub:
     # Clients by their set of rooms: each group gets the same messages, so the same bytes.
     groups: dict[frozenset[str], set[Client]] = field(default_factory=dict)
     batch: list[Envelope] = field(default_factory=list)  # dispatched, not yet flushed
-    flush_delay: float = 0.0  # seconds a batch may wait for more messages (0: end of this loop iteration)
+    flush_delay: float = 0.0  # seconds a batch waits for more (0: to the end of this loop iteration)
     _flush_handle: asyncio.Handle | None = None
 
     def add(self, client: Client) -> None:
@@ -270,8 +271,8 @@ class Hub:
         self.batch.append(env)
         if self._flush_handle is None:
             loop = asyncio.get_running_loop()
-            self._flush_handle = (loop.call_later(self.flush_delay, self.flush) if self.flush_delay > 0
-                                  else loop.call_soon(self.flush))
+            self._flush_handle = (loop.call_later(self.flush_delay, self.flush)
+                                  if self.flush_delay > 0 else loop.call_soon(self.flush))
 
     def flush(self) -> None:
         """Write the batch: per group of clients, its messages joined once; per client, one write.

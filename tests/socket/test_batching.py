@@ -39,7 +39,8 @@ async def test_batched_flushes_deliver_every_message_in_order_to_every_room_mix(
             assert (await subscribe(ws, kind, symbol))["event"] == "subscribed"
         clients.append((ws, mix))
     # Snapshots are empty (fresh products), so everything from here on is live.
-    kinds = [("underlying_update", p), ("underlying_update", q), ("chain_update", p), ("chain_summary", q)]
+    kinds = [("underlying_update", p), ("underlying_update", q), ("chain_update", p),
+             ("chain_summary", q)]
     published_before = gateway.hub.stats.published
     flushes_before = gateway.hub.stats.flushes
     for _ in range(BURSTS):
@@ -69,7 +70,8 @@ async def test_batched_flushes_deliver_every_message_in_order_to_every_room_mix(
         await ws.close()
 
 
-async def test_clients_connecting_during_a_stream_get_connected_first_then_no_gap(settings, gateway, products):
+async def test_clients_connecting_during_a_stream_get_connected_first_then_no_gap(
+        settings, gateway, products):
     """A client joins `general` while batches are in flight: its `connected` event still comes
     first, and from its first data message on it has every one, in order."""
     p = products[0]
@@ -103,7 +105,8 @@ async def test_clients_connecting_during_a_stream_get_connected_first_then_no_ga
     r.close()
 
     async def check(ws) -> None:
-        got = await recv_until(ws, lambda m: m.get("room") == "general" and m["seq"] == last, timeout=60)
+        got = await recv_until(ws, lambda m: m.get("room") == "general" and m["seq"] == last,
+                               timeout=60)
         seqs = [m["seq"] for m in got if m.get("room") == "general"]
         assert seqs == list(range(seqs[0], last + 1))
 
