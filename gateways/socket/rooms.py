@@ -74,10 +74,12 @@ class Client:
         """Live messages of our rooms from one flush, in order; `frames` is their frames joined."""
         if (not (self.pending or self.floor or self.queue or self.closing)
                 and self.protocol.state is OPEN
-                and self.transport.get_write_buffer_size() <= self.high):
+                and self.transport.get_write_buffer_size() + len(frames) <= self.high):
             self.transport.write(frames)  # the hot path: one write for the whole batch
             return
-        for env in envs:  # (re)subscribing, behind or closing: message by message
+        # (Re)subscribing, behind, closing, or a batch bigger than the room left below `high`:
+        # message by message, so that the queue (skip-ahead, 4408) bounds what a client holds.
+        for env in envs:
             self.deliver(env)
         if self.floor:
             self._drop_floors()
