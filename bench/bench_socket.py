@@ -131,6 +131,19 @@ def client_process(port, token, ids, rooms, products, ready, done, out) -> None:
 
 
 # -- the run --------------------------------------------------------------------------------------
+def _cpu(proc: psutil.Process) -> float:
+    """CPU seconds (user + system) the process has used so far."""
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def _counts(port: int) -> tuple[int, int]:
+    """Data frames the gateway has handed to its clients so far, and the batches they went in."""
+    # A saturated gateway answers once its backlog is out: wait for it.
+    stats = httpx.get(f"http://127.0.0.1:{port}/stats", timeout=120).json()
+    return stats["delivered"], stats.get("flushes", 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1000)
@@ -180,11 +193,13 @@ def _run(args, settings, port: int, gateway: subprocess.Popen, products: list[st
     for ready in readies:
         assert ready.wait(180), "clients did not connect"
     gw_proc = psutil.Process(gateway.pid)
+    client_procs = [psutil.Process(proc.pid) for proc in procs]
     publisher = SinkPublisher(settings, "bench-socket")
     steps = []
     try:
         for step, rate in enumerate(rates):
-            gw_proc.cpu_percent(None)
+            d0, f0 = _counts(port)
+            gw0, cl0, wall0 = _cpu(gw_proc), sum(map(_cpu, client_procs)), time.perf_counter()
             sent, start, tick = 0, time.perf_counter(), 0.01
             while (elapsed := time.perf_counter() - start) < args.seconds:
                 due = int(rate * elapsed) - sent
@@ -195,7 +210,12 @@ def _run(args, settings, port: int, gateway: subprocess.Popen, products: list[st
                 time.sleep(tick)
             seconds = time.perf_counter() - start
             time.sleep(1.0)  # let the tail arrive
-            steps.append((rate, sent, seconds, gw_proc.cpu_percent(None)))
+            d1, f1 = _counts(port)  # first: a backlog's CPU belongs to the step that made it
+            wall = time.perf_counter() - wall0
+            gw_cpu, clients_cpu = _cpu(gw_proc) - gw0, sum(map(_cpu, client_procs)) - cl0
+            # CPU per delivery the gateway made (written or queued), whether or not it arrived in time
+            steps.append((rate, sent, seconds, gw_cpu / wall, gw_cpu / max(1, d1 - d0), clients_cpu / wall,
+                          (d1 - d0) / max(1, f1 - f0)))
     finally:
         publisher.close()
         done.set()
@@ -211,9 +231,9 @@ def _run(args, settings, port: int, gateway: subprocess.Popen, products: list[st
     print(f"\nsocket gateway fan-out: {args.clients} clients, {args.rooms} product rooms (+ general), "
           f"1 gateway process, {os.cpu_count()} cores shared with Redis, publisher and clients")
     print(f"{'published/s':>12} {'deliveries/s':>13} {'received':>10} {'expected':>10} "
-          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'gw CPU%':>8} {'gw us/dlv':>9}")
+          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'gw CPU%':>8} {'gw us/dlv':>9} {'dlv/flush':>9} {'clients CPU%':>12}")
     ceiling, cost = 0.0, []
-    for step, (rate, sent, seconds, cpu) in enumerate(steps):
+    for step, (rate, sent, seconds, gw_load, gw_cost, clients_load, per_flush) in enumerate(steps):
         lat = sorted(results.get(step, []))
         expected = int(sent * per_msg)
         if not lat:
@@ -222,9 +242,9 @@ def _run(args, settings, port: int, gateway: subprocess.Popen, products: list[st
         pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
         rate_out = len(lat) / seconds
         print(f"{sent / seconds:>12,.0f} {rate_out:>13,.0f} {len(lat):>10,} {expected:>10,} "
-              f"{pct(0.5):>8.1f} {pct(0.99):>8.1f} {lat[-1] * 1000:>8.1f} {cpu:>8.0f} "
-              f"{cpu / 100 * 1e6 / rate_out:>9.1f}")
-        cost.append(cpu / 100 * 1e6 / rate_out)
+              f"{pct(0.5):>8.1f} {pct(0.99):>8.1f} {lat[-1] * 1000:>8.1f} {100 * gw_load:>8.0f} "
+              f"{gw_cost * 1e6:>9.1f} {per_flush:>9,.0f} {100 * clients_load:>12.0f}")
+        cost.append(gw_cost * 1e6)
         if len(lat) == expected and pct(0.99) <= 50:
             ceiling = max(ceiling, rate_out)
     print(f"gateway: skipped={stats['skipped']} slow_disconnects={stats['slow_disconnects']} "

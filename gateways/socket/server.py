@@ -108,12 +108,14 @@ class SocketGateway:
             return
         s = self.settings
         client = Client(ws, claims.sub, self.hub, s.socket_queue_size, s.socket_slow_policy, WRITE_HIGH)
-        self.hub.add(client)
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, claims.exp.timestamp() - time.time()),
             lambda: asyncio.ensure_future(ws.close(CLOSE_UNAUTHORIZED, "token expired")))
         try:
+            # `connected` before joining general: the batch in flight (flushed by this send) was
+            # dispatched before the client was there, and must not reach it ahead of `connected`.
             client.send(event("connected", user=claims.sub, rooms=[GENERAL]))
+            self.hub.add(client)
             async for frame in ws:
                 await self._command(client, frame)
         except ConnectionClosed:

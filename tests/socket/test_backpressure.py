@@ -7,7 +7,8 @@ import socket
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.socket.conftest import open_client, recv, recv_until, running_gateway, subscribe
+from gateways.socket.server import WRITE_HIGH
+from tests.socket.conftest import open_client, published, recv, recv_until, running_gateway, subscribe
 
 BIG = "x" * 16_000  # ~16 kB per message fills the socket buffers quickly
 COUNT = 600
@@ -56,3 +57,31 @@ async def test_slow_client_does_not_delay_a_fast_one(settings, publisher, produc
             assert slow.close_code in (4408, 1006)  # 1006 if the close frame could not get through
         await fast.close()
         await slow.close()
+
+
+async def test_a_batch_bigger_than_the_write_limit_is_not_written_at_once(settings, publisher, products):
+    """A flush holding more than a client may have buffered goes message by message: written up
+    to the write limit, the rest queued (bounded, skip-ahead), never all of it in one write."""
+    p = products[0]
+    roomy = settings.model_copy(update={"socket_queue_size": 1000})
+    async with running_gateway(roomy) as gateway:
+        gateway.hub.flush_delay = 600  # one batch, flushed below
+        slow = await stalled_client(roomy, gateway.port)
+        assert (await subscribe(slow, "chain", p))["event"] == "subscribed"
+        (client,) = gateway.hub.clients
+        # A small kernel send buffer on the gateway's side too (no autotuning up to MBs).
+        client.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        publisher.publish("chain_update", p)  # a first live message: the client is on the fast path
+        await published(gateway, 1)
+        gateway.hub.flush()
+        assert not client.floor and not client.queue
+        count = 100  # ~1.6 MB
+        expiries = ("2026-11-26", "2026-12-03")
+        publisher.write([publisher.record("chain_update", p, expiry=expiries[i % 2], pad=BIG)
+                         for i in range(count)])
+        await published(gateway, 1 + count)
+        gateway.hub.flush()
+        frame = len(BIG) + 1_000
+        assert client.transport.get_write_buffer_size() <= WRITE_HIGH + frame
+        assert 0 < len(client.queue) < count and gateway.hub.stats.skipped == 0
+        slow.transport.abort()  # no closing handshake through 1.6 MB it will not read
