@@ -21,7 +21,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from quant import chain_analytics, vol_surface_slice
+import numpy as np
+
+from quant import chain_analytics_batch, vol_surface_slice
 from schemas.records import ChainAnalytics, EnrichedUnderlying, OhlcBar, VolSurface
 from schemas.topics import (ANALYTICS_CHAIN, ANALYTICS_OHLC, ANALYTICS_UNDERLYING,
                             ANALYTICS_VOL_SURFACE)
@@ -151,24 +153,43 @@ class QuoteProcessor:
         return {"seen": seen.d, "bars": windows.d}, _bar_outputs(windows, product, key, key, self.counts)
 
 
-def analytics_record(c: Chain) -> dict[str, Any]:
-    """The analytics.chain record of one snapshot: the quant core on its columns.
+def analytics_records(chains: Sequence[Chain]) -> list[dict[str, Any]]:
+    """The analytics.chain records of snapshots: the quant core on their columns, all
+    snapshots in one vectorised call (`quant.chain_analytics_batch`: per snapshot, numpy's
+    per-call overhead would be most of the cost at ~40 strikes).
 
     call/put_buildup_otm follow the published record (open interest of OTM calls / puts),
     which is chain_analytics without a previous snapshot."""
-    m = chain_analytics(c.spot, c.strikes, c.calls.open_interest, c.puts.open_interest,
-                        c.calls.volume, c.puts.volume, c.calls.iv, c.puts.iv,
-                        c.calls.last, c.puts.last)
-    return {
+    if not chains:
+        return []
+    calls = [c.calls for c in chains]
+    puts = [c.puts for c in chains]
+    cat = np.concatenate
+    m = chain_analytics_batch(
+        [c.spot for c in chains], [c.strikes.size for c in chains], cat([c.strikes for c in chains]),
+        cat([s.open_interest for s in calls]), cat([s.open_interest for s in puts]),
+        cat([s.volume for s in calls]), cat([s.volume for s in puts]),
+        cat([s.iv for s in calls]), cat([s.iv for s in puts]),
+        cat([s.last for s in calls]), cat([s.last for s in puts])).columns()
+    nan = _none_if_nan
+    return [{
         "product": c.product, "expiry": c.expiry, "spot_price": c.spot,
-        "pcr_oi": _none_if_nan(m.pcr_oi), "pcr_volume": _none_if_nan(m.pcr_volume),
-        "atm_strike": m.atm_strike, "atm_iv": _none_if_nan(m.atm_iv),
-        "atm_straddle_price": _none_if_nan(m.atm_straddle_price),
-        "max_pain_strike": m.max_pain_strike,
-        "total_call_oi": m.total_call_oi, "total_put_oi": m.total_put_oi,
-        "call_buildup_otm": m.call_buildup_otm, "put_buildup_otm": m.put_buildup_otm,
-        "iv_skew": _none_if_nan(m.iv_skew), "timestamp": c.timestamp, "event_id": c.event_id,
-    }
+        "pcr_oi": nan(pcr_oi), "pcr_volume": nan(pcr_volume),
+        "atm_strike": atm_strike, "atm_iv": nan(atm_iv),
+        "atm_straddle_price": nan(straddle), "max_pain_strike": max_pain,
+        "total_call_oi": call_oi, "total_put_oi": put_oi,
+        "call_buildup_otm": call_buildup, "put_buildup_otm": put_buildup,
+        "iv_skew": nan(skew), "timestamp": c.timestamp, "event_id": c.event_id,
+    } for c, pcr_oi, pcr_volume, atm_strike, atm_iv, straddle, max_pain, call_oi, put_oi,
+        call_buildup, put_buildup, skew in zip(
+            chains, m["pcr_oi"], m["pcr_volume"], m["atm_strike"], m["atm_iv"],
+            m["atm_straddle_price"], m["max_pain_strike"], m["total_call_oi"], m["total_put_oi"],
+            m["call_buildup_otm"], m["put_buildup_otm"], m["iv_skew"], strict=True)]
+
+
+def analytics_record(c: Chain) -> dict[str, Any]:
+    """The analytics.chain record of one snapshot."""
+    return analytics_records([c])[0]
 
 
 def days_to_expiry(expiry: str, ts_us: int) -> float:
@@ -196,8 +217,8 @@ class ChainProcessor:
         latest = state.get("latest")  # the newest snapshot's analytics, by event time
         out: list[Out] = []
         newest: Chain | None = None
-        for c in _filter_new(seen, chains, self.counts):
-            record = analytics_record(c)
+        fresh = _filter_new(seen, chains, self.counts)
+        for c, record in zip(fresh, analytics_records(fresh)):
             out.append(Out(ANALYTICS_CHAIN, key, record, ChainAnalytics.SCHEMA))
             if latest is None or c.ts >= latest["ts"]:
                 latest = {"ts": c.ts, "analytics": record}
