@@ -17,6 +17,7 @@ fresh copy and can retry a failed batch record by record from the stored state).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -212,21 +213,35 @@ class ChainProcessor:
         self.counts = Counts()
 
     def apply(self, key: str, state: dict | None, chains: Sequence[Chain]) -> tuple[dict, list[Out]]:
-        state = state or {}
-        seen = Seen(state.get("seen"), key, self.limit)
-        latest = state.get("latest")  # the newest snapshot's analytics, by event time
-        out: list[Out] = []
-        newest: Chain | None = None
-        fresh = _filter_new(seen, chains, self.counts)
-        for c, record in zip(fresh, analytics_records(fresh)):
-            out.append(Out(ANALYTICS_CHAIN, key, record, ChainAnalytics.SCHEMA))
-            if latest is None or c.ts >= latest["ts"]:
-                latest = {"ts": c.ts, "analytics": record}
-                newest = c
-        self.counts.add("analytics", len(out))
-        if newest is not None:
-            out.append(Out(SLICES, newest.product, slice_record(newest), "slice"))
-        return {"seen": seen.d, "latest": latest}, out
+        return self.apply_many([(key, state, chains)])[0]
+
+    def apply_many(self, groups: Sequence[tuple[str, dict | None, Sequence[Chain]]]
+                   ) -> list[tuple[dict, list[Out]]]:
+        """`apply` for several keys at once (distinct keys): the analytics of every fresh
+        snapshot of every key in one vectorised call. A worker's batch holds a few snapshots
+        per key (~1.5 at 24 keys and ~40 messages), too few to vectorise key by key."""
+        views, fresh = [], []
+        for key, state, chains in groups:
+            state = state or {}
+            seen = Seen(state.get("seen"), key, self.limit)
+            mine = _filter_new(seen, chains, self.counts)
+            views.append((key, seen, state.get("latest"), len(mine)))
+            fresh += mine
+        records = iter(zip(fresh, analytics_records(fresh)))
+        self.counts.add("analytics", len(fresh))
+        results = []
+        for key, seen, latest, n in views:  # latest: the newest snapshot's analytics, by event time
+            out: list[Out] = []
+            newest: Chain | None = None
+            for c, record in itertools.islice(records, n):
+                out.append(Out(ANALYTICS_CHAIN, key, record, ChainAnalytics.SCHEMA))
+                if latest is None or c.ts >= latest["ts"]:
+                    latest = {"ts": c.ts, "analytics": record}
+                    newest = c
+            if newest is not None:
+                out.append(Out(SLICES, newest.product, slice_record(newest), "slice"))
+            results.append(({"seen": seen.d, "latest": latest}, out))
+        return results
 
 
 class SurfaceProcessor:
