@@ -339,3 +339,61 @@ def chain_analytics_batch(spot: ArrayLike, counts: ArrayLike, strikes: ArrayLike
         put_buildup_otm=_as_ints(put_buildup),
         iv_skew=at(a["put_iv"], put_wing) - at(a["call_iv"], call_wing),
     )
+
+
+@dataclass(frozen=True)
+class SliceBatch:
+    """`vol_surface_slice` of many snapshots: flat per-strike arrays, chain after chain
+    (chain i is [starts[i], starts[i] + counts[i])), and one atm_iv per chain."""
+
+    strikes: FloatArray
+    moneyness: FloatArray
+    ivs: FloatArray
+    atm_iv: FloatArray
+    starts: np.ndarray
+    counts: np.ndarray
+
+    def slice(self, i: int) -> VolSlice:
+        """Chain i as `vol_surface_slice` returns it."""
+        lo, hi = int(self.starts[i]), int(self.starts[i] + self.counts[i])
+        return VolSlice(self.strikes[lo:hi], self.moneyness[lo:hi], self.ivs[lo:hi],
+                        float(self.atm_iv[i]))
+
+
+def vol_surface_slice_batch(spot: ArrayLike, counts: ArrayLike, strikes: ArrayLike,
+                            call_iv: ArrayLike, put_iv: ArrayLike) -> SliceBatch:
+    """`vol_surface_slice` of n snapshots at once; arguments laid out as for
+    `chain_analytics_batch` (flat per-strike columns, `counts` strikes per chain)."""
+    S = np.asarray(spot, dtype=np.float64).ravel()
+    n_valid = np.asarray(counts, dtype=np.int64).ravel()
+    if n_valid.size != S.size:
+        raise ValueError(f"{n_valid.size} counts for {S.size} spots")
+    if S.size and n_valid.min() <= 0:
+        raise ValueError("empty chain")
+    if not (np.isfinite(S).all() and (S > 0).all()):
+        raise ValueError("spot must be positive")
+    total = int(n_valid.sum())
+    K = np.asarray(strikes, dtype=np.float64).ravel()
+    if K.size != total:
+        raise ValueError(f"strikes has {K.size} entries for {total} strikes")
+    a = _arrays(total, call_iv=call_iv, put_iv=put_iv)
+    c_iv, p_iv = a["call_iv"], a["put_iv"]
+    starts = np.zeros(S.size, dtype=np.int64)
+    np.cumsum(n_valid[:-1], out=starts[1:])
+    seg = np.repeat(np.arange(S.size), n_valid)
+    if np.any((K[1:] < K[:-1]) & (seg[1:] == seg[:-1])) or np.isnan(K).any():
+        order = np.lexsort((K, seg))  # stable, by strike within each chain (as _sorted)
+        K, c_iv, p_iv = K[order], c_iv[order], p_iv[order]
+    spot_of = S[seg]
+    if S.size:
+        # nearest_index per chain: i = strikes below spot (searchsorted, "left")
+        below = np.add.reduceat((K < spot_of).astype(np.int64), starts)
+        lower = K[starts + np.maximum(below - 1, 0)]
+        upper = K[starts + np.minimum(below, n_valid - 1)]
+        atm = np.where(S - lower <= upper - S, below - 1, below)
+        atm = np.where(below == 0, 0, np.where(below >= n_valid, n_valid - 1, atm))
+        c_atm, p_atm = c_iv[starts + atm], p_iv[starts + atm]
+        atm_iv = np.where(np.isnan(c_atm), p_atm, np.where(np.isnan(p_atm), c_atm, (c_atm + p_atm) / 2))
+    else:
+        atm_iv = np.empty(0)
+    return SliceBatch(K, K / spot_of, np.where(K < spot_of, p_iv, c_iv), atm_iv, starts, n_valid)

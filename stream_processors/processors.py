@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from quant import chain_analytics_batch, vol_surface_slice
+from quant import chain_analytics_batch, vol_surface_slice_batch
 from schemas.records import ChainAnalytics, EnrichedUnderlying, OhlcBar, VolSurface
 from schemas.topics import (ANALYTICS_CHAIN, ANALYTICS_OHLC, ANALYTICS_UNDERLYING,
                             ANALYTICS_VOL_SURFACE)
@@ -188,23 +188,27 @@ def analytics_records(chains: Sequence[Chain]) -> list[dict[str, Any]]:
             m["call_buildup_otm"], m["put_buildup_otm"], m["iv_skew"], strict=True)]
 
 
-def analytics_record(c: Chain) -> dict[str, Any]:
-    """The analytics.chain record of one snapshot."""
-    return analytics_records([c])[0]
-
-
 def days_to_expiry(expiry: str, ts_us: int) -> float:
     """Days from the event to the end of the expiry day (UTC), never negative."""
     end = (dt.date.fromisoformat(expiry) - dt.date(1970, 1, 1)).days + 1
     return max(end * _DAY_US - ts_us, 0) / _DAY_US
 
 
-def slice_record(c: Chain) -> dict[str, Any]:
-    s = vol_surface_slice(c.spot, c.strikes, c.calls.iv, c.puts.iv)
-    return {"product": c.product, "expiry": c.expiry, "ts": c.ts, "timestamp": c.timestamp,
-            "spot_price": c.spot, "days_to_expiry": days_to_expiry(c.expiry, c.ts),
-            "strikes": s.strikes.tolist(), "moneyness": s.moneyness.tolist(),
-            "ivs": [_none_if_nan(v) for v in s.ivs.tolist()], "atm_iv": _none_if_nan(s.atm_iv)}
+def slice_records(chains: Sequence[Chain]) -> list[dict[str, Any]]:
+    """The volatility-surface slices of snapshots, all in one vectorised call."""
+    if not chains:
+        return []
+    b = vol_surface_slice_batch([c.spot for c in chains], [c.strikes.size for c in chains],
+                                np.concatenate([c.strikes for c in chains]),
+                                np.concatenate([c.calls.iv for c in chains]),
+                                np.concatenate([c.puts.iv for c in chains]))
+    strikes, moneyness = b.strikes.tolist(), b.moneyness.tolist()
+    ivs = [_none_if_nan(v) for v in b.ivs.tolist()]
+    return [{"product": c.product, "expiry": c.expiry, "ts": c.ts, "timestamp": c.timestamp,
+             "spot_price": c.spot, "days_to_expiry": days_to_expiry(c.expiry, c.ts),
+             "strikes": strikes[lo:lo + n], "moneyness": moneyness[lo:lo + n], "ivs": ivs[lo:lo + n],
+             "atm_iv": _none_if_nan(atm)}
+            for c, lo, n, atm in zip(chains, b.starts.tolist(), b.counts.tolist(), b.atm_iv.tolist())]
 
 
 class ChainProcessor:
@@ -230,17 +234,20 @@ class ChainProcessor:
         records = iter(zip(fresh, analytics_records(fresh)))
         self.counts.add("analytics", len(fresh))
         results = []
+        newest: list[tuple[list[Out], Chain]] = []
         for key, seen, latest, n in views:  # latest: the newest snapshot's analytics, by event time
             out: list[Out] = []
-            newest: Chain | None = None
+            chain: Chain | None = None
             for c, record in itertools.islice(records, n):
                 out.append(Out(ANALYTICS_CHAIN, key, record, ChainAnalytics.SCHEMA))
                 if latest is None or c.ts >= latest["ts"]:
                     latest = {"ts": c.ts, "analytics": record}
-                    newest = c
-            if newest is not None:
-                out.append(Out(SLICES, newest.product, slice_record(newest), "slice"))
+                    chain = c
+            if chain is not None:
+                newest.append((out, chain))
             results.append(({"seen": seen.d, "latest": latest}, out))
+        for (out, c), record in zip(newest, slice_records([c for _, c in newest])):
+            out.append(Out(SLICES, c.product, record, "slice"))
         return results
 
 

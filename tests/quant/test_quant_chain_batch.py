@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from quant import chain_analytics
-from quant.chain import ChainMetrics, chain_analytics_batch
+from quant import chain_analytics, vol_surface_slice
+from quant.chain import ChainMetrics, chain_analytics_batch, vol_surface_slice_batch
 
 COLUMNS = ("call_oi", "put_oi", "call_volume", "put_volume", "call_iv", "put_iv", "call_price",
            "put_price")
@@ -141,3 +141,22 @@ def test_bad_input_raises_as_the_per_chain_function_does():
     with pytest.raises(ValueError):  # columns that do not match the strikes
         chain_analytics_batch([100.0], [2], [1.0, 2.0], *([[1.0]] * 8))
     assert len(chain_analytics_batch([], [], *([[]] * 9))) == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_slice_batch_equals_vol_surface_slice(seed):
+    rng = np.random.default_rng(100 + seed)
+    chains = [random_chain(rng) for _ in range(300)] + [tie_chain()]
+    b = vol_surface_slice_batch([c["spot"] for c in chains], [len(c["strikes"]) for c in chains],
+                                np.concatenate([c["strikes"] for c in chains]),
+                                np.concatenate([c["call_iv"] for c in chains]),
+                                np.concatenate([c["put_iv"] for c in chains]))
+    for i, c in enumerate(chains):
+        want = vol_surface_slice(c["spot"], c["strikes"], c["call_iv"], c["put_iv"])
+        got = b.slice(i)
+        for x, y in zip(got[:3], want[:3]):
+            assert x.tobytes() == y.tobytes(), i  # bit for bit, NaN included
+        assert got.atm_iv == want.atm_iv or (math.isnan(got.atm_iv) and math.isnan(want.atm_iv))
+    with pytest.raises(ValueError):
+        vol_surface_slice_batch([100.0, 100.0], [1, 0], [1.0], [0.2], [0.2])
+    assert vol_surface_slice_batch([], [], [], [], []).atm_iv.size == 0
