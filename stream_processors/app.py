@@ -5,7 +5,8 @@ with `settings.topic_prefix`) and an internal slices topic, and writes analytics
 deltastream.dlq. Each agent takes up to `processor_batch_size` messages at a time
 (`stream.take_events`, waiting at most `processor_batch_wait` for a batch to fill), decodes
 them with the fast path of `stream_processors.decode`, groups them by key and runs its
-processor once per key and batch. Per batch:
+processor once per key and batch (or, for a processor with `apply_many`, once per batch for
+all its keys: the chain analytics are vectorised across the whole batch). Per batch:
 
 1. poison messages (bad JSON, schema violation, a record the processor fails on) become
    DLQ records; the rest of the batch goes on;
