@@ -11,6 +11,12 @@ target rate while the worker runs; latency = time the output was received here -
 message create time (Kafka, this host), paired by event id (chain analytics, enriched
 ticks). Outputs carry event time as their Kafka timestamp, so that is not usable.
 
+Processor alone (`--only alone`, no broker): the chain unit's work on a batch as the worker
+does it (fast decode, grouping by key, `ChainProcessor.apply_many`, the state's JSON round
+trip, output encoding), CPU µs per snapshot, best of several runs: the primary figure on
+a shared box. Batches of 40 (what a worker draining a backlog gets: ~1.5 snapshots per key)
+and of 2,000 (`processor_batch_size`).
+
 Chain snapshots are the default feed's shape with 20 strikes per side: 41 strikes, 82
 quotes each (8 products x 3 expiries). Prints figures; asserts nothing.
 """
@@ -238,6 +244,45 @@ def latency(stack, tmp: Path, name: str, kind: str, rate: float, seconds: float,
     return statistics.median(lat), lat[min(len(lat) - 1, int(0.99 * len(lat)))], len(lat)
 
 
+def processor_alone(n: int = 6000, batch: int = 40, repeat: int = 5) -> tuple[float, float]:
+    """(decode, process + encode) CPU µs per snapshot, best of `repeat` passes over n
+    snapshots in batches of `batch`, as `Pipeline.process` does it, without Faust."""
+    import orjson
+
+    from stream_processors.decode import CHAIN, Source, decode_many
+    from stream_processors.dedupe import DEFAULT_LIMIT
+    from stream_processors.outbox import Outbox
+    from stream_processors.processors import SLICES, ChainProcessor
+
+    sources = [Source(MARKET_OPTION_CHAINS, 0, i, key.encode(), value)
+               for i, (_, key, value) in enumerate(generate("chains", n))]
+    best = (float("inf"), float("inf"))
+    for _ in range(repeat):
+        processor, store, spent = ChainProcessor(DEFAULT_LIMIT), {}, [0.0, 0.0]
+        for lo in range(0, n, batch):
+            t0 = time.process_time()
+            records, _ = decode_many(CHAIN, sources[lo:lo + batch])
+            t1 = time.process_time()
+            groups: dict[str, list] = {}
+            for r in records:
+                groups.setdefault(r.key, []).append(r)
+            outbox = Outbox()
+            results = processor.apply_many([(k, orjson.loads(store[k]) if k in store else None, rs)
+                                            for k, rs in groups.items()])
+            for key, (state, outputs) in zip(groups, results):
+                store[key] = orjson.dumps(state)
+                for o in outputs:
+                    if o.topic == SLICES:
+                        outbox.add("slices", o.key, orjson.dumps(o.record), [])
+                    else:
+                        outbox.add_dict(o.topic, o.key, o.record, o.schema)
+            spent[0] += t1 - t0
+            spent[1] += time.process_time() - t1
+        if sum(spent) < sum(best):
+            best = (spent[0], spent[1])
+    return best[0] * 1e6 / n, best[1] * 1e6 / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chains", type=int, default=6000)
@@ -245,11 +290,19 @@ def main() -> None:
     parser.add_argument("--quotes", type=int, default=40000)
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each latency run")
     parser.add_argument("--only", nargs="*", default=None,
-                        choices=["chains", "ticks", "quotes", "latency"], help="run only these parts")
+                        choices=["alone", "chains", "ticks", "quotes", "latency"], help="run only these parts")
     parser.add_argument("--profile", type=Path, default=None,
                         help="directory: py-spy records the worker of each drain run (NAME.txt, collapsed stacks)")
     args = parser.parse_args()
-    only = set(args.only or ["chains", "ticks", "quotes", "latency"])
+    only = set(args.only or ["alone", "chains", "ticks", "quotes", "latency"])
+    if "alone" in only:
+        print("\nchain processor alone (no broker), CPU µs per snapshot, best of 5\n")
+        for batch in (40, 2000):
+            dec, proc = processor_alone(batch=batch)
+            print(f"  batches of {batch:>5,}: decode {dec:4.0f}  process + encode {proc:4.0f}  total {dec + proc:4.0f}")
+        sys.stdout.flush()
+        if only == {"alone"}:
+            return
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     rows = []

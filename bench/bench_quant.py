@@ -22,8 +22,9 @@ from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from quant import (black_scholes_price, greeks, implied_volatility, iv_recoverable,  # noqa: E402
-                   max_pain, max_pain_bruteforce, ohlc_bars)
+from quant import (black_scholes_price, chain_analytics, chain_analytics_batch,  # noqa: E402
+                   greeks, implied_volatility, iv_recoverable, max_pain, max_pain_bruteforce,
+                   ohlc_bars)
 
 
 def pin_one_core() -> str:
@@ -181,6 +182,33 @@ def bench_max_pain(repeat: int, rows: list) -> None:
                  "same strike" if brute == max_pain(strikes, calls, puts) else "DIFFERENT", "", None))
 
 
+def bench_chain_analytics(repeat: int, rows: list) -> None:
+    """Chain analytics of 2,000 snapshots of 41 strikes (a processor batch), one call per
+    snapshot vs one batch call (what the chain processor does)."""
+    rng = np.random.default_rng(5)
+    n, k = 2_000, 41
+    strikes = np.tile(23_000.0 + 50.0 * np.arange(k), n)
+    spot = rng.uniform(23_500.0, 24_500.0, n)
+    cols = [rng.integers(0, 50_000, n * k).astype(float) for _ in range(4)]
+    cols += [rng.uniform(0.1, 0.4, n * k) for _ in range(2)] + [rng.uniform(0, 900, n * k) for _ in range(2)]
+    counts = np.full(n, k)
+
+    def one_by_one() -> None:
+        for i in range(n):
+            lo = i * k
+            chain_analytics(spot[i], strikes[lo:lo + k], *(c[lo:lo + k] for c in cols))
+
+    for label, fn in (("one chain_analytics call per snapshot", one_by_one),
+                      ("chain_analytics_batch, one call", lambda: chain_analytics_batch(spot, counts, strikes, *cols)),
+                      ("chain_analytics_batch, 40 snapshots per call",
+                       lambda: [chain_analytics_batch(spot[i:i + 40], counts[i:i + 40], strikes[i * k:(i + 40) * k],
+                                                      *(c[i * k:(i + 40) * k] for c in cols)) for i in range(0, n, 40)])):
+        fn()
+        best, med = best_and_median(fn, repeat)
+        rows.append((f"chain analytics, 2,000 x 41 strikes: {label}", f"{med / n * 1e6:.1f} us/chain",
+                     f"best {best / n * 1e6:.1f} us/chain", "", None))
+
+
 def bench_ohlc(repeat: int, rows: list) -> None:
     rng = np.random.default_rng(4)
     n = 1_000_000
@@ -204,6 +232,7 @@ def main() -> None:
     bench_pricing(args.n, args.repeat, rows)
     bench_iv(args.n, args.repeat, rows)
     bench_max_pain(args.repeat, rows)
+    bench_chain_analytics(args.repeat, rows)
     bench_ohlc(args.repeat, rows)
     print(f"\nquant core, one core ({pinned}; OMP/OPENBLAS threads = {os.environ['OMP_NUM_THREADS']}), "
           f"numpy {np.__version__}; grid: K/S 0.5-2, t 1d-2y, vol 5%-200%, both flags")

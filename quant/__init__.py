@@ -7,7 +7,8 @@ gives what records publish. Implied vols are NaN, never a wrong number, where a 
 not determine sigma (see `quant.implied_vol`).
 """
 from quant.black_scholes import as_is_call, black_scholes_price
-from quant.chain import ChainMetrics, VolSlice, chain_analytics, nearest_index, vol_surface_slice
+from quant.chain import (ChainBatch, ChainMetrics, SliceBatch, VolSlice, chain_analytics,
+                         chain_analytics_batch, nearest_index, vol_surface_slice, vol_surface_slice_batch)
 from quant.gbm import gbm_paths, gbm_step
 from quant.greeks import Greeks, delta, gamma, greeks, rho, theta, to_trader_units, vega
 from quant.implied_vol import implied_volatility, iv_recoverable
@@ -24,4 +25,5 @@ __all__ = [
     "pcr_oi", "pcr_volume", "put_call_ratio",
     "Bar", "OhlcBars", "bucket_start", "ohlc_bars",
     "ChainMetrics", "VolSlice", "chain_analytics", "vol_surface_slice", "nearest_index",
+    "ChainBatch", "chain_analytics_batch", "SliceBatch", "vol_surface_slice_batch",
 ]

@@ -5,7 +5,8 @@ with `settings.topic_prefix`) and an internal slices topic, and writes analytics
 deltastream.dlq. Each agent takes up to `processor_batch_size` messages at a time
 (`stream.take_events`, waiting at most `processor_batch_wait` for a batch to fill), decodes
 them with the fast path of `stream_processors.decode`, groups them by key and runs its
-processor once per key and batch. Per batch:
+processor once per key and batch (or, for a processor with `apply_many`, once per batch for
+all its keys: the chain analytics are vectorised across the whole batch). Per batch:
 
 1. poison messages (bad JSON, schema violation, a record the processor fails on) become
    DLQ records; the rest of the batch goes on;
@@ -21,7 +22,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import faust
 import orjson
@@ -214,8 +215,8 @@ class Pipeline:
         outbox = Outbox()
         unit.seq += 1
         keys = []
-        for (partition, key), recs in groups.items():
-            state, outputs = self._apply(unit, key, recs, poison)
+        items = list(groups.items())
+        for ((partition, key), _), (state, outputs) in zip(items, self._apply_all(unit, items, poison)):
             keys.append(unit.store.stage(unit.seq, partition, key, state))
             for o in outputs:
                 if o.topic == SLICES:
@@ -287,6 +288,24 @@ class Pipeline:
                           expected, src.offset - 1, src.topic, src.partition)
             if expected is None or src.offset >= expected:
                 self._next_offset[tp] = src.offset + 1
+
+    def _apply_all(self, unit: Unit, items: list[tuple[tuple[int, str], list[Any]]],
+                   poison: list[Poison]) -> Iterator[tuple[dict, list[Any]]]:
+        """(state, outputs) per group, lazily: the caller stages each state before the next
+        group is computed. A processor with `apply_many` (vectorised across keys) gets the
+        whole batch at once; if that fails, or a key came from two partitions (its second
+        group must see the state of its first), it goes key by key."""
+        many = getattr(unit.processor, "apply_many", None)
+        if many is not None and len(items) > 1 and len({k for (_, k), _ in items}) == len(items):
+            try:
+                results = many([(key, unit.store.get(key), recs) for (_, key), recs in items])
+            except Exception:
+                log.exception("%s: batch failed; retrying key by key", unit.name)
+            else:
+                yield from results
+                return
+        for (_, key), recs in items:
+            yield self._apply(unit, key, recs, poison)
 
     def _apply(self, unit: Unit, key: str, records: list[Any], poison: list[Poison]):
         try:

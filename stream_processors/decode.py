@@ -234,21 +234,28 @@ def _check_quotes(rows: Sequence[Any], fixed: dict[str, Any] | None = None) -> d
     text columns (tuples)."""
     if not rows:
         raise NotFast
-    try:
-        if set(map(type, rows)) - {dict}:
-            raise NotFast
-        # one flat list of every row's numbers (one C-level pass), and the text fields
-        # transposed into columns by zip: no per-row Python code
-        numbers = list(chain.from_iterable(map(_numeric_row, rows)))
-        columns = list(zip(*map(_text_row, rows)))
-    except (KeyError, TypeError):
-        raise NotFast from None
-    text = dict(zip(_TEXT, columns))
-    kinds = set(map(type, numbers))
+    if set(map(type, rows)) - {dict}:
+        raise NotFast
+    same = _same_layout_columns(rows)
+    if same is not None:
+        numeric, text, kinds = same
+    else:
+        try:
+            # one flat list of every row's numbers (one C-level pass), and the text fields
+            # transposed into columns by zip: no per-row Python code
+            numbers = list(chain.from_iterable(map(_numeric_row, rows)))
+            columns = list(zip(*map(_text_row, rows)))
+        except (KeyError, TypeError):
+            raise NotFast from None
+        text = dict(zip(_TEXT, columns))
+        kinds = set(map(type, numbers))
     if kinds - _NUMBER_OR_NULL:
         raise NotFast  # strings, booleans, lists...
     # null → NaN (JSON itself cannot hold NaN)
-    m = np.array(numbers, dtype=np.float64).reshape(len(rows), len(_NUMERIC))
+    if same is not None:
+        m = np.array(numeric, dtype=np.float64).T
+    else:
+        m = np.array(numbers, dtype=np.float64).reshape(len(rows), len(_NUMERIC))
     if _NONE in kinds:
         nulls = np.isnan(m)
         nulls[:, _IV] = False
@@ -302,6 +309,47 @@ def _check_quotes(rows: Sequence[Any], fixed: dict[str, Any] | None = None) -> d
     return {"m": m, "parsed_ts": parsed, **text}
 
 
+_FIELDS = frozenset(_NUMERIC + _TEXT)
+_layouts: dict[tuple[str, ...], tuple[list[int], list[int], int]] = {}
+
+
+def _same_layout_columns(rows: Sequence[dict]) -> tuple[list[list], dict[str, tuple], set] | None:
+    """(numeric columns in _NUMERIC order, text columns by name, the numeric value types)
+    when every row has exactly the quote fields, in the same order, with the same value
+    types (iv: any number or null); None otherwise (the caller then looks each field up).
+
+    A feed writes every quote the same way, so instead of 18 hash lookups per row this
+    reads keys and values in dict order (two sequential passes) and checks the layout by
+    comparing flat lists, which for orjson's shared key strings is pointer comparisons.
+    About 3x cheaper per row than the lookups; the values and checks are the same."""
+    keys = tuple(rows[0])
+    layout = _layouts.get(keys)
+    if layout is None:
+        if len(keys) != len(_FIELDS) or set(keys) != _FIELDS:
+            return None  # extra, missing or repeated fields: the general path decides
+        if len(_layouts) > 100:
+            _layouts.clear()
+        layout = _layouts[keys] = ([keys.index(k) for k in _NUMERIC], [keys.index(k) for k in _TEXT],
+                                   keys.index("iv"))
+    numeric_at, text_at, iv_at = layout
+    width = len(keys)
+    n = len(rows)
+    if list(chain.from_iterable(rows)) != list(keys) * n:
+        return None
+    values = list(chain.from_iterable(map(dict.values, rows)))
+    types = list(map(type, values))
+    iv_types = set(types[iv_at::width])
+    pattern = types[:width]
+    pattern[iv_at] = float
+    types[iv_at::width] = [float] * n  # iv may be null in some rows and not in others
+    if types != pattern * n:
+        return None
+    kinds = {pattern[j] for j in numeric_at} | iv_types
+    numeric = [values[j::width] for j in numeric_at]
+    text = {name: tuple(values[j::width]) for name, j in zip(_TEXT, text_at)}
+    return numeric, text, kinds
+
+
 _symbols_cache: dict[tuple[str, tuple[float, ...]], tuple[str, ...]] = {}
 
 
@@ -348,11 +396,8 @@ def _chain_head(d: Any) -> tuple:
     spot = _number(d.get("spot_price"))
     if not spot > 0:
         raise NotFast
-    raw_strikes = d.get("strikes")
-    if type(raw_strikes) is not list or not raw_strikes or set(map(type, raw_strikes)) - _NUMBER:
-        raise NotFast
-    strikes = np.array(raw_strikes, dtype=np.float64)
-    if not (np.isfinite(strikes).all() and (strikes > 0).all() and (np.diff(strikes) > 0).all()):
+    strikes = d.get("strikes")  # values checked by _strike_arrays, for all chains at once
+    if type(strikes) is not list or not strikes or set(map(type, strikes)) - _NUMBER:
         raise NotFast
     timestamp = d.get("timestamp")
     ts = timestamp_us(timestamp)
@@ -385,8 +430,22 @@ def _align(m: np.ndarray, lo: int, hi: int, strikes: np.ndarray) -> Side:
     return Side(*out)
 
 
+def _strike_arrays(lists: list[list]) -> list[np.ndarray]:
+    """Each chain's strikes as an array, checked (finite, positive, strictly increasing)
+    with one numpy call per check for all chains."""
+    flat = np.array(list(chain.from_iterable(lists)), dtype=np.float64)
+    ends = np.cumsum([len(k) for k in lists])
+    rising = np.diff(flat) > 0
+    rising[ends[:-1] - 1] = True  # from one chain's last strike to the next one's first
+    if not (np.isfinite(flat).all() and (flat > 0).all() and rising.all()):
+        raise NotFast
+    return np.split(flat, ends[:-1])
+
+
 def _chains_fast(dicts: list[Any], sources: Sequence[Source]) -> list[Chain]:
     heads = [_chain_head(d) for d in dicts]
+    strikes = _strike_arrays([h[3] for h in heads])
+    heads = [h[:3] + (k,) + h[4:] for h, k in zip(heads, strikes)]
     rows: list[Any] = []
     fixed: dict[str, Any] = {"product": [], "expiry": [], "option_type": [], "sides": []}
     bounds = []
@@ -405,7 +464,8 @@ def _chains_fast(dicts: list[Any], sources: Sequence[Source]) -> list[Chain]:
         empty = np.empty((0, len(_NUMERIC)))
         return [Chain(h[0], h[1], h[2], h[3], _align(empty, 0, 0, h[3]), _align(empty, 0, 0, h[3]),
                       h[5], h[4], h[6], src) for h, src in zip(heads, sources)]
-    fixed["is_call"] = np.array([t == "CALL" for t in fixed["option_type"]])
+    fixed["is_call"] = np.repeat(np.tile([True, False], len(heads)), np.diff([0, *chain.from_iterable(
+        (b, c) for _, b, c in bounds)]))
     cols = _check_quotes(rows, fixed)
     m = cols["m"]
     return [Chain(product, expiry, spot, strikes, _align(m, a, b, strikes), _align(m, b, c, strikes),

@@ -135,3 +135,24 @@ def test_legal_but_unusual_forms_are_processed_from_the_canonical_record():
     t = decode_one(TICK, src(orjson.dumps(tick)))
     assert not isinstance(t, Poison)
     assert t.timestamp == "2026-11-23T04:00:00.000000Z" and t.event_id == f"{tick['product']}:{tick['tick_id']}"
+
+
+@pytest.mark.parametrize("field", ["strike", "bid", "volume", "open_interest", "iv", "delta", "rho",
+                                   "product", "symbol", "timestamp", "event_id"])
+@pytest.mark.parametrize("value", [True, None, "1", 1.5, 7, [1], {}, 10**20])
+@pytest.mark.parametrize("which", ["all", "first", "later"])
+def test_a_field_changed_in_every_quote_or_one_is_judged_like_the_schema(field, value, which):
+    """Quotes of one layout are read column-wise (one value type per field for all rows):
+    a value of another type in the first row, a later row or all rows is caught."""
+    chain = copy.deepcopy(CHAINS[0])
+    rows = chain["calls"] + chain["puts"]
+    for q in {"all": rows, "first": rows[:1], "later": rows[3:4]}[which]:
+        q[field] = value
+    raw = json.dumps(chain).encode()  # stdlib: also huge integers
+    accepted = schema_accepts(CHAIN, raw)
+    assert fast_accepts(CHAIN, raw) <= accepted
+    result = decode_one(CHAIN, src(raw))
+    assert isinstance(result, Poison) == (not accepted)
+    quotes, bad = decode_many(QUOTE, [src(json.dumps(q).encode(), i) for i, q in enumerate(rows)])
+    assert {b.src.offset for b in bad} == {i for i, q in enumerate(rows)
+                                           if not schema_accepts(QUOTE, json.dumps(q).encode())}

@@ -48,6 +48,24 @@ def test_a_duplicate_snapshot_gives_no_second_analytics_and_only_the_newest_slic
     assert again == [] and p.counts["replay"] == len(mine) + 1  # + the in-batch copy (same offset)
 
 
+def test_many_keys_at_once_are_each_key_on_its_own():
+    _, chains = decoded(CHAIN, "market.option_chains")
+    by_key: dict = {}
+    for c in chains:
+        by_key.setdefault(c.key, []).append(c)
+    first = [(k, cs[: len(cs) // 2]) for k, cs in by_key.items()]
+    second = [(k, cs[len(cs) // 2:] + cs[:1]) for k, cs in by_key.items()]  # + a replay
+    one, many = ChainProcessor(32), ChainProcessor(32)
+    states: dict = {}
+    for groups in (first, second):
+        copy = lambda k: orjson.loads(orjson.dumps(states[k])) if k in states else None  # noqa: E731
+        singly = [one.apply(k, copy(k), cs) for k, cs in groups]
+        together = many.apply_many([(k, copy(k), cs) for k, cs in groups])
+        assert orjson.dumps(singly) == orjson.dumps(together)
+        states = {k: s for (k, _), (s, _) in zip(groups, singly)}
+    assert one.counts.c == many.counts.c and many.counts["replay"] == len(by_key)
+
+
 def test_the_surface_holds_the_newest_slice_of_every_expiry():
     msgs, chains = decoded(CHAIN, "market.option_chains")
     product = chains[0].product
