@@ -125,6 +125,10 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="event time between two updates of an open OHLC bar (0: every batch)")
     processor_batch_size: int = Field(default=2000, ge=1, description="most records per processing batch")
     processor_batch_wait: float = Field(default=0.01, gt=0, description="seconds a batch waits to fill")
+    processor_fetch_max_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=65536,
+        description="most bytes fetched per partition at once (Faust's 1 MiB default holds ~28 "
+                    "chain snapshots: batches that small cost ~10% more CPU per snapshot)")
     processor_in_flight: int = Field(
         default=8, ge=1, description="batches per agent computed and sent but not yet acknowledged")
     processor_report_seconds: float = Field(

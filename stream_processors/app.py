@@ -122,6 +122,7 @@ class Pipeline:
             table_standby_replicas=0,  # a memory store drops standby keys after recovery anyway
             topic_disable_leader=True,
             consumer_auto_offset_reset="earliest",
+            consumer_max_fetch_size=settings.processor_fetch_max_bytes,
             stream_wait_empty=True,
             producer_acks=-1,
             Monitor=LeanMonitor,
