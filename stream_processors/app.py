@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 import faust
 import orjson
 
-from deltastream.clients import faust_broker_settings
+from deltastream.clients import faust_broker_settings, faust_fetch_max_wait_ms
 from deltastream.settings import Settings
 from schemas.topics import (DELTASTREAM_DLQ, MARKET_OPTION_CHAINS, MARKET_OPTION_QUOTES,
                             MARKET_UNDERLYING, TOPICS)
@@ -127,6 +127,7 @@ class Pipeline:
             producer_acks=-1,
             Monitor=LeanMonitor,
         )
+        faust_fixes.set_fetch_max_wait(self.app, faust_fetch_max_wait_ms(settings))
         self.topics = {name: settings.topic(name) for name in
                        (MARKET_UNDERLYING, MARKET_OPTION_QUOTES, MARKET_OPTION_CHAINS)}
         self.slices_topic = f"{app_id}-vol-slices"

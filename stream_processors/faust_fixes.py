@@ -46,3 +46,28 @@ def apply() -> None:
     perform_seek.__doc__ = original.__doc__
     Consumer.perform_seek = perform_seek
     _APPLIED = True
+
+
+def set_fetch_max_wait(app: object, ms: int) -> None:
+    """Faust creates its aiokafka consumer with `fetch_max_wait_ms=1500`, not a setting. The
+    embedded broker holds a fetch for most of that wait even when records arrive meanwhile,
+    so a record could sit up to 1.5 s before the worker saw it (measured with librdkafka:
+    produce → consume p50 114 ms at a 500 ms wait, 2 ms at 100). aiokafka reads the value
+    when the consumer starts, so setting it on the freshly created consumer is enough."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    thread_cls = AIOKafkaConsumerThread
+    if getattr(thread_cls, "_ds_fetch_wait", None) is None:
+        create = thread_cls._create_worker_consumer
+
+        def _create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]
+            consumer = create(self, transport)
+            wait = getattr(self.app, "_ds_fetch_max_wait_ms", None)
+            if wait is not None:
+                consumer._fetch_max_wait_ms = wait
+                log.info("consumer fetches wait at most %d ms for data (Faust's own: 1500)", wait)
+            return consumer
+
+        thread_cls._create_worker_consumer = _create_worker_consumer
+        thread_cls._ds_fetch_wait = True
+    app._ds_fetch_max_wait_ms = ms  # type: ignore[attr-defined]
