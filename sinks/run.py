@@ -7,6 +7,7 @@ after the topic prefix when one is set: a replay pipeline has groups of its own)
 """
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -19,6 +20,19 @@ log = logging.getLogger("deltastream.sinks")
 
 MONGO_GROUP = "deltastream-sink-mongo"
 REDIS_GROUP = "deltastream-sink-redis"
+GC_YOUNG = 20_000  # tracked objects allocated and not yet freed before a young collection
+
+
+def settle_gc() -> None:
+    """Keep the garbage collector out of a sink's batches. A batch allocates a dict or more
+    per record and frees them all once written; with CPython's default thresholds (700) the
+    collector ran every ~200 records (~1 us/record in the Redis sink) and every few batches
+    walked the whole start-up heap (~60k objects, 20-30 ms each: ~5 us/record more).
+    Start-up objects are frozen (never walked again) and a young collection waits until
+    `GC_YOUNG` more objects are alive than were freed: freed batches never add up to it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, 10, 10)
 
 
 def run_mongo_sink(settings: Settings, stop: threading.Event | None = None,
@@ -29,6 +43,7 @@ def run_mongo_sink(settings: Settings, stop: threading.Event | None = None,
 
     group_id = group_id or settings.topic_prefix + MONGO_GROUP
     wait_for_stack(settings, ("kafka", "mongodb"))
+    settle_gc()
     runner = SinkRunner(MongoSink(settings), settings, group_id=group_id, topics=MONGO_TOPICS,
                         service="sink-mongo", stop=stop or _stop_on_signals())
     return runner.run()
@@ -42,6 +57,7 @@ def run_redis_sink(settings: Settings, stop: threading.Event | None = None,
 
     group_id = group_id or settings.topic_prefix + REDIS_GROUP
     wait_for_stack(settings, ("kafka", "redis"))
+    settle_gc()
     runner = SinkRunner(RedisSink(settings, group_id), settings, group_id=group_id,
                         topics=REDIS_TOPICS, service="sink-redis", stop=stop or _stop_on_signals())
     return runner.run()
