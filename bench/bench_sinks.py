@@ -352,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only or ["mongo", "redis-small", "redis-chains"])
 
     rows = []
+    script_cpu: dict[str, list[dict[str, float]]] = {}  # bare script runs: CPU us/record
     with tempfile.TemporaryDirectory(prefix="bench-sinks-") as tmp, start_stack(Path(tmp)) as stack:
         base = stack.settings
         cpu = Cpu(stack)
@@ -390,7 +391,12 @@ def main(argv: list[str] | None = None) -> int:
                     raws.setdefault("bulk_write", []).append(raw_mongo(fresh(settings, f"raw{i}"), records, batch))
                     runs.append(run_sink(MongoSink(run_settings), run_settings, topics, len(messages), cpu))
                 else:
+                    before = cpu.snapshot()
                     raws.setdefault("script", []).append(raw_redis_script(fresh(settings, "s"), records, batch))
+                    after = cpu.snapshot()
+                    # What the script costs inside Redis, and the Python that drives it.
+                    script_cpu.setdefault(name, []).append(
+                        {k: (after[k] - before[k]) * 1e6 / len(records) for k in ("redis", "sink process")})
                     runs.append(run_sink(RedisSink(run_settings, "bench-sink"), run_settings, topics,
                                          len(messages), cpu))
                     raws.setdefault("pipeline", []).append(
@@ -424,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for name, n, run, raws, kafka in rows:
         print(f"{name}: {_bottleneck(run)}")
+    for name, runs in script_cpu.items():
+        print(f"{name}: bare script CPU us/record (median): redis "
+              f"{statistics.median(r['redis'] for r in runs):.1f}, driving process (Python) "
+              f"{statistics.median(r['sink process'] for r in runs):.1f}")
     for name, n, run, raws, kafka in rows:
         if name.startswith("redis"):
             verdict = "meets" if run.rate >= 50_000 else "misses"
