@@ -238,7 +238,7 @@ def _expiry(value: object) -> str:
 
 
 class Effects(NamedTuple):
-    """What one record does in Redis (built with `_fx`: a plain tuple.__new__, no Python-level
+    """What one record does in Redis (built with `_new`: a plain tuple.__new__, no Python-level
     constructor, as this runs once per record)."""
 
     latest: str | None
@@ -249,8 +249,7 @@ class Effects(NamedTuple):
     publish: bytes | None = None  # US-joined channel, event, comma-separated rooms
 
 
-def _fx(*fields) -> Effects:
-    return tuple.__new__(Effects, fields)
+_new = tuple.__new__  # _new(Effects, (...)): no Python-level constructor per record
 
 
 @lru_cache(maxsize=4096)
@@ -290,7 +289,9 @@ def _underlying(raw: bool) -> Callable[[SinkRecord], Effects]:
     def effects(r: SinkRecord) -> Effects:
         key, p, publish = keys(r.data["product"])
         # Raw and enriched ticks share the key; at equal event time the enriched one wins.
-        return _fx(key, _us(r.times["timestamp"]), rank, p, None, publish)
+        when = r.times["timestamp"]
+        n1 = _us_of.get(when) or _us(when)
+        return _new(Effects, (key, n1, rank, p, None, publish))
     return effects
 
 
@@ -303,7 +304,8 @@ def _chain_keys(p: object, e: object) -> tuple:
 def _chain(r: SinkRecord) -> Effects:
     d = r.data
     key, p, e, publish = _chain_keys(d["product"], d["expiry"])
-    return _fx(key, _us(r.times["timestamp"]), 0, p, e, publish)
+    when = r.times["timestamp"]
+    return _new(Effects, (key, _us_of.get(when) or _us(when), 0, p, e, publish))
 
 
 @_cached
@@ -315,12 +317,13 @@ def _analytics_keys(p: object, e: object) -> tuple:
 def _analytics(r: SinkRecord) -> Effects:
     d = r.data
     key, p, e, publish = _analytics_keys(d["product"], d["expiry"])
-    return _fx(key, _us(r.times["timestamp"]), 0, p, e, publish)
+    when = r.times["timestamp"]
+    return _new(Effects, (key, _us_of.get(when) or _us(when), 0, p, e, publish))
 
 
 def _surface(r: SinkRecord) -> Effects:
     p = _name(r.data["product"])
-    return _fx(f"latest:vol_surface:{p}", _us(r.times["timestamp"]), 0, p, None, None)
+    return _new(Effects, (f"latest:vol_surface:{p}", _us(r.times["timestamp"]), 0, p, None, None))
 
 
 def _ohlc(r: SinkRecord) -> Effects:
@@ -329,8 +332,8 @@ def _ohlc(r: SinkRecord) -> Effects:
         raise ValueError(f"unknown interval {interval!r}")
     instrument = _name(r.data.get("symbol") or p)
     # The latest bar is the latest window; within a window, the latest update.
-    return _fx(f"latest:ohlc:{instrument}:{interval}", _us(r.times["start_time"]),
-               _us(r.times["timestamp"]), p, None, None)
+    return _new(Effects, (f"latest:ohlc:{instrument}:{interval}", _us(r.times["start_time"]),
+                          _us(r.times["timestamp"]), p, None, None))
 
 
 ROUTES: dict[str, Callable[[SinkRecord], Effects]] = {
