@@ -186,6 +186,7 @@ class SinkRun:
     wait: float
     cpu_us: dict[str, float]  # CPU microseconds per record, per process
     threads_us: dict[str, float]  # ... per thread of the sink process
+    machine_cores: float = 0.0  # cores busy on the whole machine meanwhile (other processes too)
 
 
 def thread_cpu() -> dict[int, float]:
@@ -226,12 +227,12 @@ def _run_sink(sink, settings: Settings, topics: list[str], total: int, cpu: Cpu)
     deadline = time.monotonic() + 900
     while runner.stats.consumed == 0 and time.monotonic() < deadline:
         time.sleep(0.002)
-    before, threads_before = cpu.snapshot(), thread_cpu()
+    before, threads_before, machine_before = cpu.snapshot(), thread_cpu(), _machine_busy()
     started = time.perf_counter()
     while runner.stats.written < total and time.monotonic() < deadline and thread.is_alive():
         time.sleep(0.005)
     seconds = time.perf_counter() - started
-    after, threads_after = cpu.snapshot(), thread_cpu()
+    after, threads_after, machine_after = cpu.snapshot(), thread_cpu(), _machine_busy()
     names = {thread.native_id: "consumer thread", threading.get_native_id(): "bench main thread"}
     names.update({t.native_id: "writer thread" for t in runner._writer._threads})
     stop.set()
@@ -242,7 +243,14 @@ def _run_sink(sink, settings: Settings, topics: list[str], total: int, cpu: Cpu)
     used = {k: (after[k] - before[k]) * 1e6 / total for k in after}
     threads = {k: v * 1e6 / total for k, v in by_thread(threads_before, threads_after, names).items()}
     return SinkRun(total / seconds, seconds, s.decode_seconds, s.write_seconds, s.commit_seconds,
-                   s.wait_seconds, used, threads)
+                   s.wait_seconds, used, threads, (machine_after - machine_before) / seconds)
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (every process, not only ours)."""
+    t = psutil.cpu_times()
+    return (sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "steal", 0.0) - getattr(t, "guest", 0.0)
+            - getattr(t, "guest_nice", 0.0))
 
 
 def consume_rate(settings: Settings, topics: list[str], total: int) -> float:
@@ -328,13 +336,15 @@ def _bottleneck(run: SinkRun) -> str:
     total = sum(run.cpu_us.values())
     cores = psutil.cpu_count() or 1
     busy = total * run.rate / 1e6
+    others = max(0.0, run.machine_cores - busy)  # other processes on the machine (other runs)
     writer = 100 * run.write / run.seconds
     verdict = ("the store: the writer was busy {:.0f}% of the time".format(writer) if writer > 85
-               else "CPU: {:.1f} of {} cores busy".format(busy, cores) if busy > 0.85 * cores
+               else "CPU: {:.1f} of {} cores busy ({:.1f} by other processes)".format(
+                   run.machine_cores, cores, others) if run.machine_cores > 0.85 * cores
                else "the consumer side (Kafka fetch, decode)")
     return (f"bottleneck: {verdict}; writer busy {writer:.0f}%, consumer decode {100 * run.decode / run.seconds:.0f}%, "
             f"waiting for the writer {100 * run.wait / run.seconds:.0f}%, committing {100 * run.commit / run.seconds:.0f}%; CPU us/record: {cpu} "
-            f"(total {total:.0f}, {busy:.2f} cores); sink process by thread: "
+            f"(total {total:.0f}, {busy:.2f} cores; the machine: {run.machine_cores:.2f}); sink process by thread: "
             + ", ".join(f"{k} {v:.1f}" for k, v in sorted(run.threads_us.items(), key=lambda kv: -kv[1])))
 
 
