@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import itertools
 import logging
 import statistics
@@ -46,7 +45,7 @@ from sinks.base import Batch, SinkRecord
 from sinks.decode import TopicDecoder
 from sinks.mongo_sink import MongoSink, ensure_indexes, to_document
 from sinks.redis_sink import ROUTES, RedisSink
-from sinks.run import settle_gc
+from sinks.run import settled_gc
 from sinks.runner import BULK_CONSUMER, SinkRunner
 from deltastream.runtime.stack import start_stack
 
@@ -206,16 +205,11 @@ def by_thread(before: dict[int, float], after: dict[int, float], names: dict[int
 
 def run_sink(sink, settings: Settings, topics: list[str], total: int, cpu: Cpu) -> SinkRun:
     """Run one sink (in this process) until it wrote `total` records; rate from first consume.
-    The garbage collector is set as in a sink process (`settle_gc`): the bench's own data
+    The garbage collector is set as in a sink process (`settled_gc`): the bench's own data
     (the messages, the baselines' decoded records: ~10 objects per record) is frozen with
     the rest of the heap meanwhile, as a sink process does not hold it."""
-    thresholds = gc.get_threshold()
-    settle_gc()
-    try:
+    with settled_gc():
         return _run_sink(sink, settings, topics, total, cpu)
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
 
 
 def _run_sink(sink, settings: Settings, topics: list[str], total: int, cpu: Cpu) -> SinkRun:
