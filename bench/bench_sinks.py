@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import itertools
 import logging
 import statistics
@@ -46,6 +45,7 @@ from sinks.base import Batch, SinkRecord
 from sinks.decode import TopicDecoder
 from sinks.mongo_sink import MongoSink, ensure_indexes, to_document
 from sinks.redis_sink import ROUTES, RedisSink
+from sinks.run import settled_gc
 from sinks.runner import BULK_CONSUMER, SinkRunner
 from deltastream.runtime.stack import start_stack
 
@@ -185,6 +185,7 @@ class SinkRun:
     wait: float
     cpu_us: dict[str, float]  # CPU microseconds per record, per process
     threads_us: dict[str, float]  # ... per thread of the sink process
+    machine_cores: float = 0.0  # cores busy on the whole machine meanwhile (other processes too)
 
 
 def thread_cpu() -> dict[int, float]:
@@ -204,15 +205,11 @@ def by_thread(before: dict[int, float], after: dict[int, float], names: dict[int
 
 def run_sink(sink, settings: Settings, topics: list[str], total: int, cpu: Cpu) -> SinkRun:
     """Run one sink (in this process) until it wrote `total` records; rate from first consume.
-    The bench's own data (the messages, the baselines' decoded records: ~10 objects per
-    record) is frozen out of the garbage collector meanwhile: a sink process does not hold
-    it, and full collections traversing it cost the sink up to ~8 us per record."""
-    gc.collect()
-    gc.freeze()
-    try:
+    The garbage collector is set as in a sink process (`settled_gc`): the bench's own data
+    (the messages, the baselines' decoded records: ~10 objects per record) is frozen with
+    the rest of the heap meanwhile, as a sink process does not hold it."""
+    with settled_gc():
         return _run_sink(sink, settings, topics, total, cpu)
-    finally:
-        gc.unfreeze()
 
 
 def _run_sink(sink, settings: Settings, topics: list[str], total: int, cpu: Cpu) -> SinkRun:
@@ -224,12 +221,12 @@ def _run_sink(sink, settings: Settings, topics: list[str], total: int, cpu: Cpu)
     deadline = time.monotonic() + 900
     while runner.stats.consumed == 0 and time.monotonic() < deadline:
         time.sleep(0.002)
-    before, threads_before = cpu.snapshot(), thread_cpu()
+    before, threads_before, machine_before = cpu.snapshot(), thread_cpu(), _machine_busy()
     started = time.perf_counter()
     while runner.stats.written < total and time.monotonic() < deadline and thread.is_alive():
         time.sleep(0.005)
     seconds = time.perf_counter() - started
-    after, threads_after = cpu.snapshot(), thread_cpu()
+    after, threads_after, machine_after = cpu.snapshot(), thread_cpu(), _machine_busy()
     names = {thread.native_id: "consumer thread", threading.get_native_id(): "bench main thread"}
     names.update({t.native_id: "writer thread" for t in runner._writer._threads})
     stop.set()
@@ -240,7 +237,14 @@ def _run_sink(sink, settings: Settings, topics: list[str], total: int, cpu: Cpu)
     used = {k: (after[k] - before[k]) * 1e6 / total for k in after}
     threads = {k: v * 1e6 / total for k, v in by_thread(threads_before, threads_after, names).items()}
     return SinkRun(total / seconds, seconds, s.decode_seconds, s.write_seconds, s.commit_seconds,
-                   s.wait_seconds, used, threads)
+                   s.wait_seconds, used, threads, (machine_after - machine_before) / seconds)
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (every process, not only ours)."""
+    t = psutil.cpu_times()
+    return (sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "steal", 0.0) - getattr(t, "guest", 0.0)
+            - getattr(t, "guest_nice", 0.0))
 
 
 def consume_rate(settings: Settings, topics: list[str], total: int) -> float:
@@ -326,13 +330,15 @@ def _bottleneck(run: SinkRun) -> str:
     total = sum(run.cpu_us.values())
     cores = psutil.cpu_count() or 1
     busy = total * run.rate / 1e6
+    others = max(0.0, run.machine_cores - busy)  # other processes on the machine (other runs)
     writer = 100 * run.write / run.seconds
     verdict = ("the store: the writer was busy {:.0f}% of the time".format(writer) if writer > 85
-               else "CPU: {:.1f} of {} cores busy".format(busy, cores) if busy > 0.85 * cores
+               else "CPU: {:.1f} of {} cores busy ({:.1f} by other processes)".format(
+                   run.machine_cores, cores, others) if run.machine_cores > 0.85 * cores
                else "the consumer side (Kafka fetch, decode)")
     return (f"bottleneck: {verdict}; writer busy {writer:.0f}%, consumer decode {100 * run.decode / run.seconds:.0f}%, "
             f"waiting for the writer {100 * run.wait / run.seconds:.0f}%, committing {100 * run.commit / run.seconds:.0f}%; CPU us/record: {cpu} "
-            f"(total {total:.0f}, {busy:.2f} cores); sink process by thread: "
+            f"(total {total:.0f}, {busy:.2f} cores; the machine: {run.machine_cores:.2f}); sink process by thread: "
             + ", ".join(f"{k} {v:.1f}" for k, v in sorted(run.threads_us.items(), key=lambda kv: -kv[1])))
 
 
@@ -350,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only or ["mongo", "redis-small", "redis-chains"])
 
     rows = []
+    script_cpu: dict[str, list[dict[str, float]]] = {}  # bare script runs: CPU us/record
     with tempfile.TemporaryDirectory(prefix="bench-sinks-") as tmp, start_stack(Path(tmp)) as stack:
         base = stack.settings
         cpu = Cpu(stack)
@@ -388,7 +395,12 @@ def main(argv: list[str] | None = None) -> int:
                     raws.setdefault("bulk_write", []).append(raw_mongo(fresh(settings, f"raw{i}"), records, batch))
                     runs.append(run_sink(MongoSink(run_settings), run_settings, topics, len(messages), cpu))
                 else:
+                    before = cpu.snapshot()
                     raws.setdefault("script", []).append(raw_redis_script(fresh(settings, "s"), records, batch))
+                    after = cpu.snapshot()
+                    # What the script costs inside Redis, and the Python that drives it.
+                    script_cpu.setdefault(name, []).append(
+                        {k: (after[k] - before[k]) * 1e6 / len(records) for k in ("redis", "sink process")})
                     runs.append(run_sink(RedisSink(run_settings, "bench-sink"), run_settings, topics,
                                          len(messages), cpu))
                     raws.setdefault("pipeline", []).append(
@@ -422,6 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for name, n, run, raws, kafka in rows:
         print(f"{name}: {_bottleneck(run)}")
+    for name, runs in script_cpu.items():
+        print(f"{name}: bare script CPU us/record (median): redis "
+              f"{statistics.median(r['redis'] for r in runs):.1f}, driving process (Python) "
+              f"{statistics.median(r['sink process'] for r in runs):.1f}")
     for name, n, run, raws, kafka in rows:
         if name.startswith("redis"):
             verdict = "meets" if run.rate >= 50_000 else "misses"

@@ -84,98 +84,100 @@ def expiry(value: Any) -> str:
     return _known(value, _expiries, _is_date)
 
 
-def _positive(value: Any) -> None:
-    if type(value) not in _NUMBER or not 0 < value < _INF:
-        raise NotFast
-
-
-def _price(value: Any) -> None:  # >= 0
-    if type(value) not in _NUMBER or not 0 <= value < _INF:
-        raise NotFast
-
-
-def _maybe_positive(value: Any) -> None:
-    if value is not None and (type(value) not in _NUMBER or not 0 < value < _INF):
-        raise NotFast
-
-
-def _maybe_price(value: Any) -> None:
-    if value is not None and (type(value) not in _NUMBER or not 0 <= value < _INF):
-        raise NotFast
-
-
-def _maybe_number(value: Any) -> None:
-    if value is not None and (type(value) not in _NUMBER or not -_INF < value < _INF):
-        raise NotFast
-
-
-def _count(value: Any) -> int:
-    if type(value) is not int or value < 0:  # the model also takes integral floats: NotFast
-        raise NotFast
-    return value
-
-
-def _event_id(d: dict[str, Any], default: str | None) -> None:
-    value = d.get("event_id")
-    if value is None:
-        if default is None:
-            raise NotFast  # required
-        d["event_id"] = default
-    elif type(value) is not str or not 0 < len(value) <= _MAX_ID:
-        raise NotFast
-
-
+# Checks inline, without a helper call per field (~40% cheaper for these hot shapes):
+# numbers are ints or floats (never booleans), finite, and in the model's range.
 def underlying_tick(d: dict[str, Any]) -> dict[str, dt.datetime]:
-    p = product(d.get("product"))
-    _positive(d.get("price"))
-    when = timestamp(d.get("timestamp"))
-    tick_id = _count(d.get("tick_id"))
-    _event_id(d, f"{p}:{tick_id}")
+    p = d.get("product")
+    if type(p) is not str or p not in _products:
+        p = product(p)
+    price = d.get("price")
+    if type(price) not in _NUMBER or not 0 < price < _INF:
+        raise NotFast
+    ts = d.get("timestamp")
+    when = _times.get(ts) if type(ts) is str else None
+    if when is None:
+        when = timestamp(ts)
+    tick_id = d.get("tick_id")
+    if type(tick_id) is not int or tick_id < 0:  # the model also takes integral floats: NotFast
+        raise NotFast
+    event_id = d.get("event_id")
+    if event_id is None:
+        d["event_id"] = f"{p}:{tick_id}"
+    elif type(event_id) is not str or not 0 < len(event_id) <= _MAX_ID:
+        raise NotFast
     return {"timestamp": when}
 
 
 def enriched_underlying(d: dict[str, Any]) -> dict[str, dt.datetime]:
-    p = product(d.get("product"))
+    p = d.get("product")
+    if type(p) is not str or p not in _products:
+        p = product(p)
     price, day_open, high, low = d.get("price"), d.get("day_open"), d.get("day_high"), d.get("day_low")
-    _positive(price)
-    _positive(day_open)
-    _positive(high)
-    _positive(low)
+    if (type(price) not in _NUMBER or type(day_open) not in _NUMBER or type(high) not in _NUMBER
+            or type(low) not in _NUMBER):
+        raise NotFast
+    # all positive and finite, low <= price, open <= high (a NaN fails every comparison)
+    if not (0 < low <= price <= high < _INF and low <= day_open <= high):
+        raise NotFast
     try:  # required, null allowed: a missing key is an error
-        _maybe_positive(d["prev_price"])
-        _maybe_number(d["change"])
-        _maybe_number(d["change_pct"])
+        prev, change, pct = d["prev_price"], d["change"], d["change_pct"]
     except KeyError:
         raise NotFast from None
-    if not low <= min(price, day_open) <= max(price, day_open) <= high:
+    if prev is not None and (type(prev) not in _NUMBER or not 0 < prev < _INF):
         raise NotFast
-    when = timestamp(d.get("timestamp"))
-    tick_id = _count(d.get("tick_id"))
-    _event_id(d, f"{p}:{tick_id}")
+    if change is not None and (type(change) not in _NUMBER or not -_INF < change < _INF):
+        raise NotFast
+    if pct is not None and (type(pct) not in _NUMBER or not -_INF < pct < _INF):
+        raise NotFast
+    ts = d.get("timestamp")
+    when = _times.get(ts) if type(ts) is str else None
+    if when is None:
+        when = timestamp(ts)
+    tick_id = d.get("tick_id")
+    if type(tick_id) is not int or tick_id < 0:
+        raise NotFast
+    event_id = d.get("event_id")
+    if event_id is None:
+        d["event_id"] = f"{p}:{tick_id}"
+    elif type(event_id) is not str or not 0 < len(event_id) <= _MAX_ID:
+        raise NotFast
     return {"timestamp": when}
 
 
 def chain_analytics(d: dict[str, Any]) -> dict[str, dt.datetime]:
-    product(d.get("product"))
-    expiry(d.get("expiry"))
-    _positive(d.get("spot_price"))
-    _positive(d.get("atm_strike"))
-    _positive(d.get("max_pain_strike"))
-    try:
-        pcr_oi = d["pcr_oi"]
-        _maybe_price(pcr_oi)
-        _maybe_price(d["pcr_volume"])
-        _maybe_price(d["atm_iv"])
-        _maybe_price(d["atm_straddle_price"])
-        _maybe_number(d["iv_skew"])
+    p, e = d.get("product"), d.get("expiry")
+    if type(p) is not str or p not in _products:
+        product(p)
+    if type(e) is not str or e not in _expiries:
+        expiry(e)
+    spot, atm, pain = d.get("spot_price"), d.get("atm_strike"), d.get("max_pain_strike")
+    if (type(spot) not in _NUMBER or type(atm) not in _NUMBER or type(pain) not in _NUMBER
+            or not (0 < spot < _INF and 0 < atm < _INF and 0 < pain < _INF)):
+        raise NotFast
+    try:  # required, null allowed
+        pcr_oi, pcr_volume, atm_iv = d["pcr_oi"], d["pcr_volume"], d["atm_iv"]
+        straddle, skew = d["atm_straddle_price"], d["iv_skew"]
     except KeyError:
         raise NotFast from None
-    calls, puts = _count(d.get("total_call_oi")), _count(d.get("total_put_oi"))
-    if (calls == 0 and pcr_oi is not None or _count(d.get("call_buildup_otm")) > calls
-            or _count(d.get("put_buildup_otm")) > puts):
+    if ((pcr_oi is not None and (type(pcr_oi) not in _NUMBER or not 0 <= pcr_oi < _INF))
+            or (pcr_volume is not None and (type(pcr_volume) not in _NUMBER or not 0 <= pcr_volume < _INF))
+            or (atm_iv is not None and (type(atm_iv) not in _NUMBER or not 0 <= atm_iv < _INF))
+            or (straddle is not None and (type(straddle) not in _NUMBER or not 0 <= straddle < _INF))
+            or (skew is not None and (type(skew) not in _NUMBER or not -_INF < skew < _INF))):
         raise NotFast
-    when = timestamp(d.get("timestamp"))
-    _event_id(d, None)
+    calls, puts = d.get("total_call_oi"), d.get("total_put_oi")
+    call_otm, put_otm = d.get("call_buildup_otm"), d.get("put_buildup_otm")
+    if (type(calls) is not int or type(puts) is not int or type(call_otm) is not int
+            or type(put_otm) is not int or calls < 0 or puts < 0 or call_otm < 0 or put_otm < 0
+            or call_otm > calls or put_otm > puts or (calls == 0 and pcr_oi is not None)):
+        raise NotFast
+    ts = d.get("timestamp")
+    when = _times.get(ts) if type(ts) is str else None
+    if when is None:
+        when = timestamp(ts)
+    event_id = d.get("event_id")
+    if type(event_id) is not str or not 0 < len(event_id) <= _MAX_ID:  # required
+        raise NotFast
     return {"timestamp": when}
 
 

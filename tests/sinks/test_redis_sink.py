@@ -18,7 +18,7 @@ from schemas.topics import (ANALYTICS_CHAIN, ANALYTICS_OHLC, ANALYTICS_UNDERLYIN
                             MARKET_OPTION_CHAINS, MARKET_UNDERLYING)
 from sinks.base import Batch, SinkRecord
 from sinks.decode import parse_time
-from sinks.redis_sink import REDIS_TOPICS, RedisSink
+from sinks.redis_sink import CHUNK_RECORDS, REDIS_TOPICS, RedisSink
 from sinks.run import run_redis_sink
 from tests.sinks.conftest import SinkThread, T0, feed, read_topics, wait_until
 
@@ -271,3 +271,37 @@ def test_latest_keys_keep_the_newest_record(sink_settings, unique):
     assert orjson.loads(r.get("latest:ohlc:SPY:1m"))["close"] == 10.0
     sink.write(Batch([record(ANALYTICS_OHLC, 2, ohlc(1, 11.0, 75))], {}))
     assert orjson.loads(r.get("latest:ohlc:SPY:1m"))["close"] == 11.0
+
+
+def test_a_batch_in_several_chunks_redelivered_in_part(sink_settings, unique):
+    """A batch goes in chunks (each prepared while Redis runs the one before); a redelivery
+    overlapping what Redis holds, on two partitions, is applied once: seq contiguous."""
+    settings = sink_settings
+    r = redis_client(settings)
+    sink = RedisSink(settings, f"chunks-{unique}")
+    sink.start()
+    n = CHUNK_RECORDS * 3  # per partition
+    ticks = {p: [record(ANALYTICS_UNDERLYING, i, encode(EnrichedUnderlying(
+        product=product, price=100.0 + i, prev_price=None, change=None, change_pct=None, day_open=100.0,
+        day_high=100.0 + n, day_low=100.0, timestamp=T0 + dt.timedelta(seconds=i), tick_id=i)), partition=p)
+        for i in range(n)] for p, product in enumerate(("NIFTY", "AAPL"))}
+
+    def batch(start: int, stop: int) -> Batch:
+        records = [rec for i in range(start, stop) for rec in (ticks[0][i], ticks[1][i])]
+        return Batch(records, {("t.analytics.underlying", p): stop - 1 for p in (0, 1)})
+
+    sink.write(batch(0, n // 2))
+    sink.write(batch(n // 4, n))  # the first quarter of it is in Redis already
+    assert sink.stats.skipped == 2 * (n // 2 - n // 4)
+    assert sink.stats.published == 2 * 2 * n
+    assert r.get("seq:general") == str(2 * n).encode()
+    for room, product in (("product:NIFTY", "NIFTY"), ("product:AAPL", "AAPL")):
+        assert r.get(f"seq:{room}") == str(n).encode()
+        history = r.xrange(f"history:{room}", count=n)
+        envs = [orjson.loads(fields[b"env"]) for _, fields in history]
+        assert [e["seq"] for e in envs] == list(range(envs[0]["seq"], envs[0]["seq"] + len(envs)))
+        assert [e["data"]["tick_id"] for e in envs] == [e["seq"] - 1 for e in envs]
+        assert all(e["data"]["product"] == product for e in envs)
+    assert orjson.loads(r.get("latest:underlying:AAPL"))["tick_id"] == n - 1
+    assert r.hgetall(f"sink:offsets:chunks-{unique}") == {
+        b"t.analytics.underlying:0": str(n - 1).encode(), b"t.analytics.underlying:1": str(n - 1).encode()}
