@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 log = logging.getLogger(__name__)
 _APPLIED = False
@@ -46,6 +47,47 @@ def apply() -> None:
     perform_seek.__doc__ = original.__doc__
     Consumer.perform_seek = perform_seek
     _APPLIED = True
+
+
+class FetchPacer:
+    """Sets the Faust worker's fetch wait (aiokafka `fetch_max_wait_ms`, which Faust fixes at
+    1500) from how far behind the worker is. On the embedded broker the wait trades latency
+    for throughput: caught up, a record waits out much of it (produce → aiokafka consume p50
+    406 ms at 1500, 3.8 ms at 20); behind, each fetch brings about what the wait lets Tansu
+    gather (a backlog of ticks drained at 2,796/s with 1500, 782/s with 100, 173/s with 20).
+    So: `short` while the partitions of a batch are caught up, `long` while any of them is
+    more than `behind` records from its end."""
+
+    def __init__(self, app: Any, short_ms: int, long_ms: int, behind: int) -> None:
+        self.app, self.short, self.long, self.behind = app, short_ms, long_ms, behind
+        self.wait = short_ms
+        self._fetcher: Any = None
+
+    def _find(self) -> Any:
+        if self._fetcher is None:  # exists once the consumer thread has started
+            thread = getattr(self.app.consumer, "_thread", None)
+            consumer = getattr(thread, "_consumer", None)
+            self._fetcher = getattr(consumer, "_fetcher", None)
+        return self._fetcher
+
+    def observe(self, last_offsets: dict[tuple[str, int], int]) -> None:
+        """After a batch: the last offset it held per (topic, partition)."""
+        from faust.types import TP
+
+        consumer = self.app.consumer
+        lag = 0
+        for (topic, partition), offset in last_offsets.items():
+            try:
+                high = consumer.highwater(TP(topic, partition))
+            except Exception:  # noqa: BLE001 - not assigned (any more): no signal
+                continue
+            if high is not None:
+                lag = max(lag, high - offset - 1)
+        wait = self.long if lag > self.behind else self.short
+        fetcher = self._find()
+        if fetcher is not None and fetcher._fetch_max_wait_ms != wait:
+            fetcher._fetch_max_wait_ms = wait  # read when the next fetch request is built
+            self.wait = wait
 
 
 def set_fetch_max_wait(app: object, ms: int) -> None:
