@@ -226,6 +226,25 @@ def _as_ints(x: FloatArray) -> np.ndarray:
     return np.array([int(round(v)) for v in x.tolist()], dtype=np.int64)  # raises as int() does
 
 
+def _flat_chains(spot: ArrayLike, counts: ArrayLike,
+                 strikes: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The batch functions' common input: one spot and strike count per chain, flat strikes
+    (checked: counts match spots, no empty chain, positive finite spots, strikes add up)."""
+    S = np.asarray(spot, dtype=np.float64).ravel()
+    n_valid = np.asarray(counts, dtype=np.int64).ravel()
+    if n_valid.size != S.size:
+        raise ValueError(f"{n_valid.size} counts for {S.size} spots")
+    if S.size and n_valid.min() <= 0:
+        raise ValueError("empty chain")
+    if not (np.isfinite(S).all() and (S > 0).all()):
+        raise ValueError("spot must be positive")
+    total = int(n_valid.sum())
+    K = np.asarray(strikes, dtype=np.float64).ravel()
+    if K.size != total:
+        raise ValueError(f"strikes has {K.size} entries for {total} strikes")
+    return S, n_valid, K, total
+
+
 def chain_analytics_batch(spot: ArrayLike, counts: ArrayLike, strikes: ArrayLike,
                           call_oi: ArrayLike, put_oi: ArrayLike, call_volume: ArrayLike,
                           put_volume: ArrayLike, call_iv: ArrayLike, put_iv: ArrayLike,
@@ -238,23 +257,12 @@ def chain_analytics_batch(spot: ArrayLike, counts: ArrayLike, strikes: ArrayLike
     per-strike arguments are flat: the columns of chain 0 (counts[0] entries), then those of
     chain 1, and so on (each chain's strikes in any order). Raises ValueError where
     `chain_analytics` would for any of the chains."""
-    S = np.asarray(spot, dtype=np.float64).ravel()
-    n_valid = np.asarray(counts, dtype=np.int64).ravel()
+    S, n_valid, K, total = _flat_chains(spot, counts, strikes)
     n = S.size
-    if n_valid.size != n:
-        raise ValueError(f"{n_valid.size} counts for {n} spots")
     if n == 0:
         e = np.empty(0)
         ei = np.empty(0, dtype=np.int64)
         return ChainBatch(e, e, e, e, e, e, ei, ei, ei, ei, e)
-    if n_valid.min() <= 0:
-        raise ValueError("empty chain")
-    if not (np.isfinite(S).all() and (S > 0).all()):
-        raise ValueError("spot must be positive")
-    total = int(n_valid.sum())
-    K = np.asarray(strikes, dtype=np.float64).ravel()
-    if K.size != total:
-        raise ValueError(f"strikes has {K.size} entries for {total} strikes")
     a = _arrays(total, call_oi=call_oi, put_oi=put_oi, call_volume=call_volume,
                 put_volume=put_volume, call_iv=call_iv, put_iv=put_iv, call_price=call_price,
                 put_price=put_price, prev_call_oi=prev_call_oi, prev_put_oi=prev_put_oi)
@@ -364,18 +372,7 @@ def vol_surface_slice_batch(spot: ArrayLike, counts: ArrayLike, strikes: ArrayLi
                             call_iv: ArrayLike, put_iv: ArrayLike) -> SliceBatch:
     """`vol_surface_slice` of n snapshots at once; arguments laid out as for
     `chain_analytics_batch` (flat per-strike columns, `counts` strikes per chain)."""
-    S = np.asarray(spot, dtype=np.float64).ravel()
-    n_valid = np.asarray(counts, dtype=np.int64).ravel()
-    if n_valid.size != S.size:
-        raise ValueError(f"{n_valid.size} counts for {S.size} spots")
-    if S.size and n_valid.min() <= 0:
-        raise ValueError("empty chain")
-    if not (np.isfinite(S).all() and (S > 0).all()):
-        raise ValueError("spot must be positive")
-    total = int(n_valid.sum())
-    K = np.asarray(strikes, dtype=np.float64).ravel()
-    if K.size != total:
-        raise ValueError(f"strikes has {K.size} entries for {total} strikes")
+    S, n_valid, K, total = _flat_chains(spot, counts, strikes)
     a = _arrays(total, call_iv=call_iv, put_iv=put_iv)
     c_iv, p_iv = a["call_iv"], a["put_iv"]
     starts = np.zeros(S.size, dtype=np.int64)
