@@ -85,7 +85,6 @@ class Unit:
     """One agent: its input topic, decoder, grouping key, processor and state."""
 
     name: str
-    in_flight: int  # batches computed and sent, not yet acknowledged (settings.processor_in_flight)
     topic: str
     decode: Callable[[Sequence[Source]], tuple[list[Any], list[Poison]]]
     key: Callable[[Any], str]
@@ -98,7 +97,7 @@ class Unit:
     def __post_init__(self) -> None:
         self.counts.add("batches", 0)
         self.queue: asyncio.Queue[Batch] = asyncio.Queue()
-        self.slots = asyncio.Semaphore(self.in_flight)
+        self.slots = asyncio.Semaphore(1)  # replaced by Pipeline: settings.processor_in_flight
 
 
 class Pipeline:
@@ -145,23 +144,24 @@ class Pipeline:
         chains = ChainProcessor(DEFAULT_LIMIT)
         surfaces = SurfaceProcessor()
         self.units = [
-            Unit("underlying", settings.processor_in_flight, self.topics[MARKET_UNDERLYING], _decoder(TICK), lambda r: r.product,
+            Unit("underlying", self.topics[MARKET_UNDERLYING], _decoder(TICK), lambda r: r.product,
                  underlying, store("underlying", TOPICS[MARKET_UNDERLYING].partitions,
                                    "per product: dedupe, session, open OHLC windows"),
                  underlying.counts),
-            Unit("quotes", settings.processor_in_flight, self.topics[MARKET_OPTION_QUOTES], _decoder(QUOTE), lambda r: r.symbol,
+            Unit("quotes", self.topics[MARKET_OPTION_QUOTES], _decoder(QUOTE), lambda r: r.symbol,
                  quotes, store("quotes", TOPICS[MARKET_OPTION_QUOTES].partitions,
                                "per option symbol: dedupe, open 1m windows"), quotes.counts),
-            Unit("chains", settings.processor_in_flight, self.topics[MARKET_OPTION_CHAINS], _decoder(CHAIN), lambda r: r.key,
+            Unit("chains", self.topics[MARKET_OPTION_CHAINS], _decoder(CHAIN), lambda r: r.key,
                  chains, store("chains", TOPICS[MARKET_OPTION_CHAINS].partitions,
                                "per product|expiry: dedupe, latest analytics"), chains.counts),
-            Unit("surfaces", settings.processor_in_flight, self.slices_topic, decode_slices, lambda r: r.record["product"],
+            Unit("surfaces", self.slices_topic, decode_slices, lambda r: r.record["product"],
                  surfaces, store("surfaces", SLICE_PARTITIONS, "per product: latest slice per expiry"),
                  surfaces.counts),
         ]
         self.output = OutputProducer(settings, client_id=f"{app_id}-outputs")
         self.changelog = ChangelogWriter(self.output, retry)
         for unit in self.units:
+            unit.slots = asyncio.Semaphore(settings.processor_in_flight)  # computed, sent, not acked
             unit.store.table.writer = self.changelog
         self.changelog.attach(self.app.producer)
         self.app.sensors.add(CheckpointSensor([u.store for u in self.units], self.changelog))
@@ -207,7 +207,7 @@ class Pipeline:
 
     async def process(self, unit: Unit, events: Sequence[faust.EventT]) -> None:
         """Compute a batch and hand its outputs to the producer; `_complete` finishes it."""
-        await unit.slots.acquire()  # at most `in_flight` batches sent but not done
+        await unit.slots.acquire()  # at most processor_in_flight batches sent but not done
         t0 = time.perf_counter()
         sources = [Source(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
                    for m in (e.message for e in events)]

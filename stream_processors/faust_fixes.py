@@ -60,15 +60,12 @@ class FetchPacer:
 
     def __init__(self, app: Any, short_ms: int, long_ms: int, behind: int) -> None:
         self.app, self.short, self.long, self.behind = app, short_ms, long_ms, behind
-        self.wait = short_ms
-        self._fetcher: Any = None
 
-    def _find(self) -> Any:
-        if self._fetcher is None:  # exists once the consumer thread has started
-            thread = getattr(self.app.consumer, "_thread", None)
-            consumer = getattr(thread, "_consumer", None)
-            self._fetcher = getattr(consumer, "_fetcher", None)
-        return self._fetcher
+    def _fetcher(self) -> Any:
+        """aiokafka's fetcher, once the consumer thread has started it (looked up each time:
+        Faust may create a new consumer)."""
+        consumer = getattr(getattr(self.app.consumer, "_thread", None), "_consumer", None)
+        return getattr(consumer, "_fetcher", None)
 
     def observe(self, last_offsets: dict[tuple[str, int], int]) -> None:
         """After a batch: the last offset it held per (topic, partition)."""
@@ -84,18 +81,16 @@ class FetchPacer:
             if high is not None:
                 lag = max(lag, high - offset - 1)
         wait = self.long if lag > self.behind else self.short
-        fetcher = self._find()
+        fetcher = self._fetcher()
         if fetcher is not None and fetcher._fetch_max_wait_ms != wait:
             fetcher._fetch_max_wait_ms = wait  # read when the next fetch request is built
-            self.wait = wait
 
 
 def set_fetch_max_wait(app: object, ms: int) -> None:
-    """Faust creates its aiokafka consumer with `fetch_max_wait_ms=1500`, not a setting. The
-    embedded broker holds a fetch for most of that wait even when records arrive meanwhile,
-    so a record could sit up to 1.5 s before the worker saw it (measured with librdkafka:
-    produce → consume p50 114 ms at a 500 ms wait, 2 ms at 100). aiokafka reads the value
-    when the consumer starts, so setting it on the freshly created consumer is enough."""
+    """Faust creates its aiokafka consumer with `fetch_max_wait_ms=1500`, not a setting; this
+    makes every consumer it creates start with `ms` (see `FetchPacer` for why and the
+    figures). aiokafka reads the value per fetch request, so setting it on the freshly
+    created consumer is enough; the pacer changes it later."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     thread_cls = AIOKafkaConsumerThread
