@@ -36,9 +36,9 @@ from pathlib import Path
 import orjson
 import psutil
 import websockets
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
-from deltastream.clients import consumer_config, mongo_client
+from deltastream.clients import consumer_config, end_offsets, mongo_client
 from deltastream.runtime.fleet import Fleet, process_usage
 from deltastream.runtime.stack import Stack, free_port, start_stack
 from deltastream.runtime.topics import ensure_topics
@@ -82,12 +82,12 @@ def quotes_per_chain(strikes: int) -> int:
     return (2 * strikes + 1) * 2
 
 
-def end_offsets(settings: Settings, topic: str) -> int:
+def records_in(settings: Settings, topic: str) -> int:
     consumer = Consumer(consumer_config(settings, f"bench-offsets-{uuid.uuid4().hex[:6]}"))
     try:
         name = settings.topic(topic)
         parts = range(TOPICS[topic].partitions)
-        return sum(consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in parts)
+        return sum(end_offsets(settings, consumer, [(name, p) for p in parts]).values())
     finally:
         consumer.close()
 
@@ -222,11 +222,11 @@ def _counts(settings: Settings, db, ws: Clients, strikes: int, quote_records: bo
     """Option quotes past each stage: one record each, or inside chain snapshots only."""
     per_chain = quotes_per_chain(strikes)
     if quote_records:
-        feed, stored = end_offsets(settings, MARKET_OPTION_QUOTES), db.option_quotes.estimated_document_count()
+        feed, stored = records_in(settings, MARKET_OPTION_QUOTES), db.option_quotes.estimated_document_count()
     else:
-        feed = end_offsets(settings, MARKET_OPTION_CHAINS) * per_chain
+        feed = records_in(settings, MARKET_OPTION_CHAINS) * per_chain
         stored = db.option_chains.estimated_document_count() * per_chain
-    return {"feed": feed, "processors": end_offsets(settings, ANALYTICS_CHAIN) * per_chain,
+    return {"feed": feed, "processors": records_in(settings, ANALYTICS_CHAIN) * per_chain,
             "mongodb": stored, "websocket": ws.chains * per_chain}
 
 

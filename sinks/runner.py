@@ -40,7 +40,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 import tenacity
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from deltastream.clients import TailGaps, consumer_config
+from deltastream.clients import TailGaps, consumer_config, end_offsets
 from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import Settings
 from schemas.codec import SchemaError
@@ -427,12 +427,16 @@ class SinkRunner:
             log.warning("%s: could not read committed offsets (%s)", self.service, exc)
             return {}
         skips, stale = {}, []
+        try:
+            ends = end_offsets(self.settings, consumer, list(stored), timeout=5)
+        except (KafkaException, TimeoutError) as exc:
+            log.warning("%s: could not read the end offsets (%s)", self.service, exc)
+            ends = {}
         for c in committed:
             tp = (c.topic, c.partition)
             held = stored[tp]
-            try:
-                _low, high = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=5, cached=False)
-            except KafkaException:
+            high = ends.get(tp)
+            if high is None:
                 continue
             if held + 1 > high:
                 stale.append(tp)  # from an earlier incarnation of the topic

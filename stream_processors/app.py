@@ -158,8 +158,11 @@ class Pipeline:
                  surfaces, store("surfaces", SLICE_PARTITIONS, "per product: latest slice per expiry"),
                  surfaces.counts),
         ]
-        self.output = OutputProducer(settings, client_id=f"{app_id}-outputs")
-        self.changelog = ChangelogWriter(self.output, retry)
+        # outputs batched; changelogs one record per batch on the embedded broker, whose end
+        # offset Faust's recovery reads up to (`deltastream.clients.producer_config`)
+        self.output = OutputProducer(settings, client_id=f"{app_id}-outputs", batched=True)
+        self.changelog_output = OutputProducer(settings, client_id=f"{app_id}-changelog")
+        self.changelog = ChangelogWriter(self.changelog_output, retry)
         for unit in self.units:
             unit.slots = asyncio.Semaphore(settings.processor_in_flight)  # computed, sent, not acked
             unit.store.table.writer = self.changelog
@@ -178,7 +181,7 @@ class Pipeline:
         self._next_offset: dict[tuple[str, int], int] = {}
 
     def close(self) -> None:
-        left = self.output.close()
+        left = self.output.close() + self.changelog_output.close()
         if left:
             log.error("%d outputs still undelivered at exit", left)
 

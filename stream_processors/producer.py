@@ -1,18 +1,19 @@
 """Outputs go through a small pool of librdkafka producers, not Faust's aiokafka producer.
 
-On the embedded broker every produced record must be its own batch (DESIGN.md, "Known
-limits"). aiokafka keeps one produce request in flight per broker and puts at most one
-batch per partition in it, so one record per batch caps it at (partitions with data) records
-per round trip: measured 635 enriched ticks/s and 264 chain analytics/s (3-partition output
-topics). librdkafka pipelines requests, but Tansu answers one connection's requests one at
-a time: one producer did 4.7k records/s into a 3-partition topic, three producers (one
-connection each) 7.9k/s. So each (topic, partition) is served by one producer of a pool
-(order within a partition is kept) and the partition is chosen here, by CRC-32 of the key
-like librdkafka's default partitioner (or given by the message: table changelogs). The
-table changelogs go through this pool too (`stream_processors.state.ChangelogWriter`):
-through Faust's producer, a commit after a batch of quotes (one write per option symbol,
-~2,000) took 3-4 s and stalled every stream meanwhile (Faust pauses streams while its
-producer buffer is full).
+On the embedded broker a one-record batch is one produce round trip, and the table
+changelogs must be written that way (Faust's recovery reads up to Tansu's end offset, wrong
+after a multi-record batch: `deltastream.clients.producer_config`). aiokafka keeps one
+produce request in flight per broker and puts at most one batch per partition in it, so one
+record per batch capped it at 635 enriched ticks/s and 264 chain analytics/s (3-partition
+output topics). librdkafka pipelines requests, but Tansu answers one connection's requests
+one at a time: one producer did 4.7k one-record batches/s into a 3-partition topic, three
+producers (one connection each) 7.9k/s. So each (topic, partition) is served by one producer
+of a pool (order within a partition is kept) and the partition is chosen here, by CRC-32 of
+the key like librdkafka's default partitioner (or given by the message: table changelogs).
+The processors use two pools: outputs `batched` (ticks drained 2.5k → 5.6k/s) and the
+changelogs one record per batch (`stream_processors.state.ChangelogWriter`; through Faust's
+producer a commit after a batch of quotes, ~2,000 writes, took 3-4 s and stalled every
+stream meanwhile).
 
 `send` hands a batch to librdkafka and returns an awaitable that resolves, on the asyncio
 loop, with the messages that failed (empty when all were acknowledged).
@@ -39,10 +40,11 @@ class OutputProducer:
     anything is in flight): with per-message callbacks on background threads, the threads
     and the loop fought over the GIL and a produce() call took ~55 µs instead of ~5 µs."""
 
-    def __init__(self, settings: Settings, client_id: str, pool: int = POOL) -> None:
+    def __init__(self, settings: Settings, client_id: str, pool: int = POOL, batched: bool = False) -> None:
         # librdkafka retries transient errors itself for up to message.timeout.ms; what
         # fails after that comes back to the caller, which backs off and sends again.
-        conf = producer_config(settings, **{"client.id": client_id, "message.timeout.ms": 30_000})
+        conf = producer_config(settings, batched=batched,
+                               **{"client.id": client_id, "message.timeout.ms": 30_000})
         self._producers = [Producer(conf) for _ in range(pool)]
         self._partitions: dict[str, int] = {}
         self._outstanding = 0

@@ -66,7 +66,7 @@ class KafkaLogHandler(logging.Handler):
         from deltastream.clients import producer_config
 
         # Short delivery timeout and a small buffer: old logs are not worth waiting for.
-        producer = Producer(producer_config(self.settings, **{
+        producer = Producer(producer_config(self.settings, batched=True, **{
             "client.id": f"deltastream-logs-{self.service}", "message.timeout.ms": 15_000,
             "queue.buffering.max.messages": 20_000, "enable.idempotence": False,
             "logger": logging.getLogger("confluent_kafka.logs")}))

@@ -35,7 +35,7 @@ class PublishStats:
 
 class FeedPublisher:
     def __init__(self, settings: Settings, publish_quotes: bool = True, **producer_overrides) -> None:
-        conf = producer_config(settings, **{"message.timeout.ms": 0, "client.id": "deltastream-feed",
+        conf = producer_config(settings, batched=True, **{"message.timeout.ms": 0, "client.id": "deltastream-feed",
                                             "error_cb": self._on_error, **producer_overrides})
         self.producer = Producer(conf)
         self.publish_quotes = publish_quotes

@@ -85,7 +85,7 @@ class TopicRepublisher:
         # plus the recorded names, which carry the settings' own prefix.
         ensure_topics(settings, prefix + settings.topic_prefix)
         self.prefix = prefix
-        self.producer = Producer(producer_config(settings, **{"client.id": "deltastream-replay"}))
+        self.producer = Producer(producer_config(settings, batched=True, **{"client.id": "deltastream-replay"}))
         self.failed = 0
 
     def _on_delivery(self, err, _msg) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -14,8 +16,8 @@ from deltastream.clients import TailGaps, admin_config, consumer_config, produce
 WRITERS, PER_WRITER = 2, 3000
 
 
-def write(settings, topic: str, writer: int, failed: list) -> None:
-    producer = Producer(producer_config(settings, **{"client.id": f"writer-{writer}"}))
+def write(settings, topic: str, writer: int, failed: list, batched: bool) -> None:
+    producer = Producer(producer_config(settings, batched=batched, **{"client.id": f"writer-{writer}"}))
     for i in range(PER_WRITER):
         while True:
             try:
@@ -28,12 +30,12 @@ def write(settings, topic: str, writer: int, failed: list) -> None:
     producer.flush(60)
 
 
-def read_while_written(settings, topic: str) -> tuple[list[int], list[bytes], int]:
+def read_while_written(settings, topic: str, batched: bool) -> tuple[list[int], list[bytes], int]:
     consumer = Consumer(consumer_config(settings, f"{topic}-reader"))
     consumer.assign([TopicPartition(topic, 0, 0)])
     gaps = TailGaps(consumer, settings)
     failed: list = []
-    writers = [threading.Thread(target=write, args=(settings, topic, w, failed)) for w in range(WRITERS)]
+    writers = [threading.Thread(target=write, args=(settings, topic, w, failed, batched)) for w in range(WRITERS)]
     offsets, values = [], []
     try:
         for t in writers:
@@ -53,14 +55,15 @@ def read_while_written(settings, topic: str) -> tuple[list[int], list[bytes], in
     return offsets, values, gaps.refetched
 
 
-def test_guarded_tail_reader_gets_every_record_of_two_writers(stack, unique):
+@pytest.mark.parametrize("batched", [False, True], ids=["one-record-batches", "batched"])
+def test_guarded_tail_reader_gets_every_record_of_two_writers(stack, unique, batched):
     settings = stack.settings
     topic = f"gaps-{unique}"
     admin = AdminClient(admin_config(settings))  # kept alive until the topic exists
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
     time.sleep(0.5)  # metadata
 
-    offsets, values, refetched = read_while_written(settings, topic)
+    offsets, values, refetched = read_while_written(settings, topic, batched)
 
     total = WRITERS * PER_WRITER
     assert offsets == list(range(total)), f"first missing offset: {sorted(set(range(total)) - set(offsets))[:5]}"

@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
-from deltastream.clients import TailGaps, consumer_config, producer_config
+from deltastream.clients import TailGaps, consumer_config, end_offsets, producer_config
 from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import Settings
 from producers.feed.records import chain_records, iso_utc, underlying_record
@@ -228,8 +228,8 @@ class Outputs:
             for partition, offsets in sorted(by_partition.items()):
                 seen = set(offsets)
                 missing = [o for o in range(0, max(seen) + 1) if o not in seen]
-                tp = TopicPartition(self.settings.topic(name), partition)
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=5)
+                tp = (self.settings.topic(name), partition)
+                high = end_offsets(self.settings, self.consumer, [tp], timeout=5)[tp]
                 if missing or high != max(seen) + 1:
                     out[f"{name}[{partition}]"] = [missing[:20], f"last {max(seen)}, end {high}"]
         return out
