@@ -87,7 +87,7 @@ def generate(kind: str, n: int, start: dt.datetime = T0, step: float = 0.02,
 
 
 def publish(settings, records, rate: float | None = None) -> float:
-    producer = Producer(producer_config(settings))
+    producer = Producer(producer_config(settings, batched=True))  # as the feed publishes
     start = time.perf_counter()
     for i, (topic, key, value) in enumerate(records):
         if rate:
@@ -114,7 +114,9 @@ class Collector(threading.Thread):
 
     def __init__(self, settings, topics: list[str]) -> None:
         super().__init__(daemon=True)
-        self.consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex[:8]}"))
+        # a short fetch wait: on Tansu the reader's own wait would add to the measured latency
+        self.consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex[:8]}",
+                                                 **{"fetch.wait.max.ms": 5}))
         self.consumer.subscribe([settings.topic(t) for t in topics])
         self.seen: dict[str, list[tuple[int, bytes]]] = {t: [] for t in topics}
         self.prefix = len(settings.topic_prefix)

@@ -26,7 +26,7 @@ T0 = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.timezone.utc)
 def preload(settings, topic: str, n: int) -> None:
     admin = AdminClient({"bootstrap.servers": settings.kafka_servers})
     admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])[topic].result(10)
-    producer = Producer(producer_config(settings))
+    producer = Producer(producer_config(settings, batched=True))  # as the feed writes
     base = int(T0.timestamp() * 1000)
     value = b'{"product":"NIFTY","price":24012.35,"timestamp":"2026-11-23T04:00:00.000000Z","tick_id":1,"event_id":"NIFTY:1"}'
     for i in range(n):

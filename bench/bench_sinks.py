@@ -116,7 +116,7 @@ def chain_messages(settings: Settings, count: int) -> list[Message]:
 def preload(settings: Settings, messages: list[Message]) -> float:
     """Produce into the (prefixed) topics; returns records/s produced."""
     ensure_topics(settings)
-    producer = Producer(producer_config(settings))
+    producer = Producer(producer_config(settings, batched=True))  # as the feed and the processors write
     started = time.perf_counter()
     for topic, key, value, hdrs in messages:
         while True:
