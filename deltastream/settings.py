@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(default=2000, ge=1, description="most records written per sink batch")
     sink_max_latency_ms: int = Field(
         default=250, ge=1, description="how long a partly filled batch waits before it is written")
+    sink_eager: bool = Field(
+        default=True, description="write a partly filled batch as soon as the consumer has caught "
+                                  "up and the writer is idle (else: wait for a full batch or "
+                                  "sink_max_latency_ms)")
     sink_validate: bool = Field(
         default=True, description="validate every record against its schema model (else: JSON "
                                   "object with the required fields and parseable timestamps)")

@@ -4,7 +4,11 @@
                         topics=MONGO_TOPICS, service="sink-mongo")
     runner.run()  # until `stop` is set (SIGTERM / SIGINT in `sinks.run`)
 
-A batch is up to `sink_batch_size` messages, cut after `sink_max_latency_ms` at the latest.
+A batch is up to `sink_batch_size` messages, cut after `sink_max_latency_ms` at the latest,
+and (`sink_eager`) at once when the consumer has caught up (nothing more is queued locally) while the writer
+is idle: a quiet stream is written record by record as it arrives, a busy one in batches
+that grow while the writer works (the 250 ms wait for a partly filled batch was most of the
+feed → WebSocket latency).
 Each message is decoded (`sinks.decode`); poison (bad JSON, schema violation) goes to the
 DLQ with its reason and offsets. Then, in the writer thread:
 1. the DLQ records are produced and acknowledged;
@@ -94,6 +98,7 @@ class SinkRunner:
         self.batch = Batch()  # being filled by the consumer thread
         self._count = 0  # messages in it, poison included
         self._first: float | None = None  # when its first message arrived
+        self._caught_up = False  # the last consume took everything queued locally
         self._inflight: tuple[Batch, Future] | None = None  # with the writer
         self._assigned: set[TP] = set()
         self._paused: set[TP] = set()
@@ -168,7 +173,9 @@ class SinkRunner:
 
     def _due(self) -> bool:
         return self._count >= self.settings.sink_batch_size or (
-            self._first is not None and self._latency_left() <= 0)
+            self._first is not None and (self._latency_left() <= 0 or
+                                         (self._caught_up and self._inflight is None
+                                          and self.settings.sink_eager)))
 
     def _poll_timeout(self) -> float:
         timeout = 0.2 if self._first is None else max(0.0, min(0.2, self._latency_left()))
@@ -182,7 +189,13 @@ class SinkRunner:
     # -- consuming -------------------------------------------------------------------------------
     def _fill(self, timeout: float) -> None:
         room = max(1, self.settings.sink_batch_size - self._count)
-        messages = self.gaps.filter(self.consumer.consume(room, timeout))
+        # consume(n, timeout) waits for n messages or the timeout: wait for the first one
+        # only, then take what is queued locally
+        messages = self.consumer.consume(1, timeout)
+        if messages and room > 1:
+            messages += self.consumer.consume(room - 1, 0)
+        self._caught_up = len(messages) < room
+        messages = self.gaps.filter(messages)
         if not messages:
             return
         started = time.perf_counter()

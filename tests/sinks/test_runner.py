@@ -130,7 +130,7 @@ def test_a_fatal_store_error_stops_the_sink_without_committing(sink_settings, un
 
 
 def test_a_stop_writes_and_commits_the_pending_batch(sink_settings, unique):
-    settings = sink_settings.model_copy(update={"sink_batch_size": 100_000, "sink_max_latency_ms": 600_000})
+    settings = sink_settings.model_copy(update={"sink_batch_size": 100_000, "sink_max_latency_ms": 600_000, "sink_eager": False})
     ids = produce_ticks(settings, 0, 25)
     sink, group = Recording(), f"stop-{unique}"
     runner = runner_for(settings, sink, group)
@@ -141,6 +141,22 @@ def test_a_stop_writes_and_commits_the_pending_batch(sink_settings, unique):
     thread.join(30)
     assert result == {"code": 0}
     assert sorted(sink.written) == sorted(ids) and committed(settings, group) == 25
+
+
+def test_an_eager_sink_writes_a_quiet_stream_without_waiting_for_a_batch(sink_settings, unique):
+    settings = sink_settings.model_copy(update={"sink_batch_size": 100_000, "sink_max_latency_ms": 600_000})
+    assert settings.sink_eager  # the default
+    sink, group = Recording(), f"eager-{unique}"
+    runner = runner_for(settings, sink, group)
+    thread, result = start(runner)
+    try:
+        ids = produce_ticks(settings, 0, 5)
+        wait_until(lambda: sorted(sink.written) == sorted(ids), 30, "the records to be written")
+        wait_until(lambda: committed(settings, group) == 5, 30, "their offsets to be committed")
+    finally:
+        runner.stop.set()
+        thread.join(30)
+    assert result == {"code": 0}
 
 
 def test_a_store_down_at_shutdown_leaves_the_batch_uncommitted(sink_settings, unique):
@@ -160,7 +176,7 @@ def test_a_store_down_at_shutdown_leaves_the_batch_uncommitted(sink_settings, un
 def test_a_rebalance_hands_partitions_over_without_processing_a_record_twice(sink_settings, unique):
     # Batches are cut only at 50 records: at each rebalance the members hold consumed,
     # unwritten records, which on_revoke must write and commit before letting go.
-    settings = sink_settings.model_copy(update={"sink_batch_size": 50, "sink_max_latency_ms": 600_000})
+    settings = sink_settings.model_copy(update={"sink_batch_size": 50, "sink_max_latency_ms": 600_000, "sink_eager": False})
     group = f"rebalance-{unique}"
     shared = Recording()
     first = runner_for(settings, shared, group)
