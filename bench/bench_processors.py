@@ -212,18 +212,28 @@ def drain_rate(stack, tmp: Path, name: str, kind: str, n: int, out_topic: str,
     return n / elapsed, cpu_us, note
 
 
-def latency(stack, tmp: Path, name: str, kind: str, rate: float, seconds: float,
-            out_topic: str) -> tuple[tuple[float, float, int], tuple[float, float]]:
-    """((p50, p99, paired) input → output, (p50, p99) of one broker hop: input → this reader)."""
-    import orjson
-
+def latency(stack, tmp: Path, name: str, kind: str, rate: float, seconds: float, out_topic: str | None) -> tuple[float, float, int]:
+    """p50, p99 and pairs of input → output latency through a worker; out_topic None: no
+    worker, the input topic read back (one broker hop, the floor of each of the two hops
+    inside the worker's figure). Separate runs: one reader of both topics slowed both."""
     settings = stack.with_settings(topic_prefix=f"l{name}.", processor_app_id=f"bench-l{name}-{uuid.uuid4().hex[:6]}",
                                    data_dir=tmp / f"l{name}")
     ensure_topics(settings)
     n = int(rate * seconds)
     records = generate(kind, n, start=T0)
-    in_topic = records[0][0]
-    collector = Collector(settings, [out_topic, in_topic])
+    if out_topic is None:
+        out_topic = records[0][0]
+        collector = Collector(settings, [out_topic])
+        collector.start()
+        time.sleep(3.0)  # the reader's group join
+        publish(settings, records, rate=rate)
+        deadline = time.monotonic() + 60
+        while collector.count(out_topic) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        collector.stop.set()
+        collector.join()
+        return _pair(collector.seen[out_topic], input_times(settings, out_topic, n))
+    collector = Collector(settings, [out_topic])
     collector.start()
     worker = Worker(stack, settings, tmp / f"l{name}.log")
     try:
@@ -237,21 +247,21 @@ def latency(stack, tmp: Path, name: str, kind: str, rate: float, seconds: float,
         worker.stop()
         collector.stop.set()
         collector.join()
-    sent = input_times(settings, in_topic, n)
+    return _pair(collector.seen[out_topic], input_times(settings, records[0][0], n))
 
-    def spans(topic: str) -> list[float]:
-        out = []
-        for t_out, value in collector.seen[topic]:
-            t_in = sent.get(orjson.loads(value)["event_id"])
-            if t_in is not None:
-                out.append(t_out - t_in)
-        return sorted(out)
 
-    def p50_p99(v: list[float]) -> tuple[float, float]:
-        return (statistics.median(v), v[min(len(v) - 1, int(0.99 * len(v)))]) if v else (float("nan"),) * 2
+def _pair(seen: list[tuple[int, bytes]], sent: dict[str, int]) -> tuple[float, float, int]:
+    import orjson
 
-    lat, hop = spans(out_topic), spans(in_topic)
-    return (*p50_p99(lat), len(lat)), p50_p99(hop)
+    lat = []
+    for t_out, value in seen:
+        t_in = sent.get(orjson.loads(value)["event_id"])
+        if t_in is not None:
+            lat.append(t_out - t_in)
+    lat.sort()
+    if not lat:
+        return float("nan"), float("nan"), 0
+    return statistics.median(lat), lat[min(len(lat) - 1, int(0.99 * len(lat)))], len(lat)
 
 
 def processor_alone(n: int = 6000, batch: int = 40, repeat: int = 5) -> tuple[float, float]:
@@ -332,13 +342,13 @@ def main() -> None:
             extra = f"{r * 82:,.0f} quotes/s" if name == "chains" else ""
             rows.append((label, f"{r:,.0f}/s", f"{cpu_us:,.0f} CPU µs/record {extra}{note}".strip()))
         for name, kind, rate, topic in (("chains", "chains", 500, ANALYTICS_CHAIN),
-                                        ("ticks", "ticks", 2500, ANALYTICS_UNDERLYING)):
+                                        ("ticks", "ticks", 2500, ANALYTICS_UNDERLYING),
+                                        ("hopchains", "chains", 500, None), ("hopticks", "ticks", 2500, None)):
             if "latency" not in only:
                 break
-            (p50, p99, n), (hop50, hop99) = latency(stack, tmp, name, kind, rate, args.seconds, topic)
-            lat_rows.append((f"{kind} at {rate:,}/s", f"p50 {p50:.0f} ms",
-                             f"p99 {p99:.0f} ms ({n} paired; one broker hop, input → reader: "
-                             f"p50 {hop50:.0f} / p99 {hop99:.0f} ms)"))
+            p50, p99, n = latency(stack, tmp, name, kind, rate, args.seconds, topic)
+            label = f"{kind} at {rate:,}/s" + ("" if topic else ": one broker hop, no worker")
+            lat_rows.append((label, f"p50 {p50:.0f} ms", f"p99 {p99:.0f} ms ({n} paired)"))
     print("\nstream processors, one worker (embedded Tansu; this host's load varies)\n")
     for a, b, c in rows:
         print(f"  {a:<64} {b:>10}  {c}")
