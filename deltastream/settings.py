@@ -147,9 +147,9 @@ class Settings(BaseSettings):
     sink_max_latency_ms: int = Field(
         default=250, ge=1, description="how long a partly filled batch waits before it is written")
     sink_eager: bool = Field(
-        default=True, description="write a partly filled batch as soon as the consumer has caught "
-                                  "up and the writer is idle (else: wait for a full batch or "
-                                  "sink_max_latency_ms)")
+        default=True, description="the Redis sink writes a partly filled batch as soon as the "
+                                  "consumer has caught up and the writer is idle (else: it waits "
+                                  "for a full batch or sink_max_latency_ms, as the MongoDB sink does)")
     sink_validate: bool = Field(
         default=True, description="validate every record against its schema model (else: JSON "
                                   "object with the required fields and parseable timestamps)")

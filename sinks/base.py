@@ -76,6 +76,9 @@ class Sink(ABC):
     """
 
     name: str = "sink"
+    # Write a partly filled batch as soon as the consumer has caught up (with `sink_eager`):
+    # for stores that feed live readers; bulk stores may prefer full batches.
+    eager: bool = True
 
     def start(self) -> None:
         """Prepare the store (indexes, scripts). Retried by the runner on transient errors."""

@@ -5,7 +5,7 @@
     runner.run()  # until `stop` is set (SIGTERM / SIGINT in `sinks.run`)
 
 A batch is up to `sink_batch_size` messages, cut after `sink_max_latency_ms` at the latest,
-and (`sink_eager`) at once when the consumer has caught up (nothing more is queued locally) while the writer
+and (`sink_eager`, for sinks that are `eager`: Redis) at once when the consumer has caught up (nothing more is queued locally) while the writer
 is idle: a quiet stream is written record by record as it arrives, a busy one in batches
 that grow while the writer works (the 250 ms wait for a partly filled batch was most of the
 feed → WebSocket latency).
@@ -99,6 +99,7 @@ class SinkRunner:
         self._count = 0  # messages in it, poison included
         self._first: float | None = None  # when its first message arrived
         self._caught_up = False  # the last consume took everything queued locally
+        self._eager = settings.sink_eager and sink.eager
         self._inflight: tuple[Batch, Future] | None = None  # with the writer
         self._assigned: set[TP] = set()
         self._paused: set[TP] = set()
@@ -175,7 +176,7 @@ class SinkRunner:
         return self._count >= self.settings.sink_batch_size or (
             self._first is not None and (self._latency_left() <= 0 or
                                          (self._caught_up and self._inflight is None
-                                          and self.settings.sink_eager)))
+                                          and self._eager)))
 
     def _poll_timeout(self) -> float:
         timeout = 0.2 if self._first is None else max(0.0, min(0.2, self._latency_left()))
