@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 # 44k at 35; one topic at 20 ms: 38k). 100 ms keeps the sinks' throughput; the Faust worker,
 # whose wait can change at run time, is paced instead (`faust_fetch_max_wait_ms`).
 EMBEDDED_FETCH_WAIT_MS = 100
+# Readers on a live path (the Redis sink → WebSocket) wait less: a record arriving during a
+# held fetch waits out the rest of it (feed → WebSocket p50 75 ms at 2,500 quotes/s with the
+# Redis sink at 100 ms). Batched topics keep the extra fetches cheap for the broker.
+LIVE_FETCH_WAIT_MS = 20
 _EMBEDDED_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
                    "fetch.wait.max.ms": EMBEDDED_FETCH_WAIT_MS}
 _KAFKA_GROUP = {"session.timeout.ms": 45000, "heartbeat.interval.ms": 3000}
@@ -67,6 +71,12 @@ def producer_config(settings: Settings, *, batched: bool = False, **overrides: A
         conf.update({"linger.ms": 50, "compression.type": "lz4", "batch.size": 1_000_000})
     conf.update(overrides)
     return conf
+
+
+def live_fetch(settings: Settings) -> dict[str, Any]:
+    """`consumer_config` overrides for a reader on a live path: a short fetch wait on Tansu
+    (real Kafka answers a fetch as soon as data arrives)."""
+    return {"fetch.wait.max.ms": LIVE_FETCH_WAIT_MS} if settings.profile is BrokerProfile.embedded else {}
 
 
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:

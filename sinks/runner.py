@@ -5,7 +5,8 @@
     runner.run()  # until `stop` is set (SIGTERM / SIGINT in `sinks.run`)
 
 A batch is up to `sink_batch_size` messages, cut after `sink_max_latency_ms` at the latest,
-and (`sink_eager`, for sinks that are `eager`: Redis) at once when the consumer has caught up (nothing more is queued locally) while the writer
+and (`sink_eager`, for sinks that are `eager`: Redis, which also fetches with a short wait on
+the embedded broker) at once when the consumer has caught up (nothing more is queued locally) while the writer
 is idle: a quiet stream is written record by record as it arrives, a busy one in batches
 that grow while the writer works (the 250 ms wait for a partly filled batch was most of the
 feed → WebSocket latency).
@@ -44,7 +45,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 import tenacity
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from deltastream.clients import TailGaps, consumer_config, end_offsets
+from deltastream.clients import TailGaps, consumer_config, end_offsets, live_fetch
 from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import Settings
 from schemas.codec import SchemaError
@@ -90,8 +91,10 @@ class SinkRunner:
                          for t in topics}
         self.dlq = DeadLetters(settings, service)  # used by the writer thread only
         self.stats = RunnerStats()
+        self._eager = settings.sink_eager and sink.eager
+        live = live_fetch(settings) if self._eager else {}  # an eager sink feeds live readers
         self._consumer_conf = consumer_config(settings, group_id, on_commit=self._on_commit,
-                                              **{**BULK_CONSUMER, **(consumer_overrides or {})})
+                                              **{**BULK_CONSUMER, **live, **(consumer_overrides or {})})
         self.consumer: Consumer | None = None
         self.gaps: TailGaps | None = None  # with the consumer
         self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-writer")
@@ -99,7 +102,6 @@ class SinkRunner:
         self._count = 0  # messages in it, poison included
         self._first: float | None = None  # when its first message arrived
         self._caught_up = False  # the last consume took everything queued locally
-        self._eager = settings.sink_eager and sink.eager
         self._inflight: tuple[Batch, Future] | None = None  # with the writer
         self._assigned: set[TP] = set()
         self._paused: set[TP] = set()
