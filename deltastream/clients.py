@@ -222,7 +222,7 @@ def faust_broker_settings(settings: Settings) -> dict[str, Any]:
 def faust_fetch_max_wait_ms(settings: Settings) -> tuple[int, int]:
     """How long the Faust worker's (aiokafka) fetches may wait for data: (caught up, behind);
     see `stream_processors.faust_fixes.FetchPacer` for the figures on Tansu."""
-    return (20, 1500) if settings.profile is BrokerProfile.embedded else (500, 500)
+    return (20, 100) if settings.profile is BrokerProfile.embedded else (500, 500)
 
 
 def mongo_client(settings: Settings, **kwargs: Any):
