@@ -4,12 +4,12 @@
                         topics=MONGO_TOPICS, service="sink-mongo")
     runner.run()  # until `stop` is set (SIGTERM / SIGINT in `sinks.run`)
 
-A batch is up to `sink_batch_size` messages, cut after `sink_max_latency_ms` at the latest,
-and (`sink_eager`, for sinks that are `eager`: Redis, which also fetches with a short wait on
-the embedded broker) at once when the consumer has caught up (nothing more is queued locally) while the writer
-is idle: a quiet stream is written record by record as it arrives, a busy one in batches
-that grow while the writer works (the 250 ms wait for a partly filled batch was most of the
-feed → WebSocket latency).
+A batch is up to `sink_batch_size` messages, cut after `sink_max_latency_ms` at the latest;
+an `eager` sink (Redis, with `sink_eager`) cuts it at once when the consumer has caught up
+(nothing more queued locally) while the writer is idle, and fetches with a short wait on the
+embedded broker: a quiet stream is written as it arrives, a busy one in batches that grow
+while the writer works (the 250 ms wait for a partly filled batch was most of the feed →
+WebSocket latency).
 Each message is decoded (`sinks.decode`); poison (bad JSON, schema violation) goes to the
 DLQ with its reason and offsets. Then, in the writer thread:
 1. the DLQ records are produced and acknowledged;
