@@ -43,7 +43,7 @@ from schemas.codec import encode_dict, headers
 from schemas.records import OptionChain, OptionQuote, UnderlyingTick
 from schemas.topics import (ANALYTICS_CHAIN, ANALYTICS_OHLC, ANALYTICS_UNDERLYING,
                             MARKET_OPTION_CHAINS, MARKET_OPTION_QUOTES, MARKET_UNDERLYING)
-from tests.processors.harness import Worker
+from deltastream.runtime.processor_worker import Worker
 from deltastream.runtime.stack import start_stack
 
 T0 = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.timezone.utc)

@@ -7,11 +7,7 @@ with the schema models and handed to the quant core (`quant.chain_analytics`,
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,6 +20,7 @@ from confluent_kafka import Consumer, Producer
 
 from deltastream.clients import TailGaps, consumer_config, end_offsets, producer_config
 from deltastream.runtime.topics import ensure_topics
+from deltastream.runtime.processor_worker import Worker, worker_env  # noqa: F401 - the tests import them from here
 from deltastream.settings import Settings
 from producers.feed.records import chain_records, iso_utc, underlying_record
 from producers.feed.run import FeedOptions, synthetic_provider
@@ -118,57 +115,6 @@ def publish_raw(settings: Settings, topic: str, key: str, value: bytes) -> None:
 
 
 # -- workers ---------------------------------------------------------------------------------
-def worker_env(stack, settings: Settings) -> dict[str, str]:
-    return stack.env | {
-        "DELTASTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "DELTASTREAM_PROCESSOR_APP_ID": settings.processor_app_id,
-        "DELTASTREAM_DATA_DIR": str(settings.data_dir),
-        "DELTASTREAM_PROCESSOR_GRACE_SECONDS": str(settings.processor_grace_seconds),
-        "DELTASTREAM_PROCESSOR_BAR_UPDATE_SECONDS": str(settings.processor_bar_update_seconds),
-        "DELTASTREAM_LOG_LEVEL": "INFO",
-    }
-
-
-class Worker:
-    """A `stream_processors.run` subprocess with its log file."""
-
-    def __init__(self, stack, settings: Settings, log: Path) -> None:
-        self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream_processors.run"],
-                                     env=worker_env(stack, settings), stdout=open(log, "ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, needle: str, timeout: float = 60, count: int = 1) -> None:
-        deadline = time.monotonic() + timeout
-        while self.text().count(needle) < count:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {needle!r} in worker log after {timeout}s:\n{self.text()[-3000:]}")
-            time.sleep(0.2)
-
-    def events(self) -> str:
-        """The log lines about rebalances, gaps and failures (for failure messages)."""
-        keep = ("partitions", "revoked", "rebalanc", "never reached", "ERROR", "WARNING", "CRITICAL")
-        return "\n".join(line for line in self.text().splitlines() if any(k in line for k in keep))
-
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.returncode
-
-
 # -- outputs ---------------------------------------------------------------------------------
 class Outputs:
     """Everything on the output topics of one prefix, read incrementally."""
