@@ -163,9 +163,10 @@ class TailGaps:
         return True
 
 
-def end_offsets(settings: Settings, consumer: Any, tps: Sequence[tuple[str, int]],
-                timeout: float = 10.0) -> dict[tuple[str, int], int]:
-    """The end offset (next offset to be written) of each partition, exact on both profiles.
+def watermarks(settings: Settings, consumer: Any, tps: Sequence[tuple[str, int]],
+               timeout: float = 10.0) -> dict[tuple[str, int], tuple[int, int]]:
+    """(low, end) offsets of each partition, the end (next offset to be written) exact on both
+    profiles.
 
     Tansu answers the last batch's base offset + 1 (see `producer_config`), so on the
     embedded profile a non-empty partition's last batch is read (from that offset, by a
@@ -173,16 +174,10 @@ def end_offsets(settings: Settings, consumer: Any, tps: Sequence[tuple[str, int]
     called, at most the end when it returns."""
     from confluent_kafka import Consumer, TopicPartition
 
-    ends = {}
-    for topic, partition in tps:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout,
-                                                   cached=False)
-        ends[(topic, partition)] = (low, high)
-    if settings.profile is not BrokerProfile.embedded:
-        return {tp: high for tp, (_low, high) in ends.items()}
-    probe_from = {tp: high - 1 for tp, (low, high) in ends.items() if high > max(low, 0)}
-    result = {tp: high for tp, (_low, high) in ends.items()}
-    if not probe_from:
+    result = {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=timeout, cached=False)
+              for t, p in tps}
+    probe_from = {tp: high - 1 for tp, (low, high) in result.items() if high > max(low, 0)}
+    if settings.profile is not BrokerProfile.embedded or not probe_from:
         return result
     import uuid
 
@@ -191,19 +186,26 @@ def end_offsets(settings: Settings, consumer: Any, tps: Sequence[tuple[str, int]
     try:
         probe.assign([TopicPartition(t, p, o) for (t, p), o in probe_from.items()])
         unseen, deadline = set(probe_from), time.monotonic() + timeout
-        # a batch arrives whole in one fetch: once every partition answered, what is queued
+        # a batch arrives whole in one fetch: once a partition answered, what is queued
         # locally holds the rest of its last batch (and maybe newer records: still true ends)
         while unseen and time.monotonic() < deadline:
-            for msg in probe.consume(10_000, 0.5) + (probe.consume(10_000, 0) if unseen else []):
+            for msg in probe.consume(10_000, 0.5) + probe.consume(10_000, 0):
                 if msg.error() is None:
                     tp = (msg.topic(), msg.partition())
-                    result[tp] = max(result[tp], msg.offset() + 1)
+                    low, end = result[tp]
+                    result[tp] = (low, max(end, msg.offset() + 1))
                     unseen.discard(tp)
         if unseen:
             raise TimeoutError(f"could not read the last batch of {sorted(unseen)} in {timeout}s")
     finally:
         probe.close()
     return result
+
+
+def end_offsets(settings: Settings, consumer: Any, tps: Sequence[tuple[str, int]],
+                timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """The exact end offset of each partition (`watermarks` without the lows)."""
+    return {tp: end for tp, (_low, end) in watermarks(settings, consumer, tps, timeout).items()}
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:

@@ -175,10 +175,11 @@ class SinkRunner:
         return self.settings.sink_max_latency_ms / 1000 - (time.monotonic() - self._first)
 
     def _due(self) -> bool:
-        return self._count >= self.settings.sink_batch_size or (
-            self._first is not None and (self._latency_left() <= 0 or
-                                         (self._caught_up and self._inflight is None
-                                          and self._eager)))
+        if self._count >= self.settings.sink_batch_size:
+            return True
+        if self._first is None:
+            return False
+        return self._latency_left() <= 0 or (self._eager and self._caught_up and self._inflight is None)
 
     def _poll_timeout(self) -> float:
         timeout = 0.2 if self._first is None else max(0.0, min(0.2, self._latency_left()))

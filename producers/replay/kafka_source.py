@@ -14,7 +14,7 @@ from typing import Iterator
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
-from deltastream.clients import TailGaps, consumer_config, end_offsets
+from deltastream.clients import TailGaps, consumer_config, watermarks
 from deltastream.settings import Settings
 from producers.replay.record import ReplayCompleted, ReplayRecord
 
@@ -41,13 +41,11 @@ class KafkaSource:
                 raise ValueError(f"topic {topic!r} does not exist on {self.settings.kafka_servers}")
             wanted += [TopicPartition(topic, p, self.start_ms) for p in sorted(info.partitions)]
         found = consumer.offsets_for_times(wanted, timeout=self.timeout)
-        ends = end_offsets(self.settings, consumer, [(tp.topic, tp.partition) for tp in found],
+        marks = watermarks(self.settings, consumer, [(tp.topic, tp.partition) for tp in found],
                            timeout=self.timeout)
         plan = []
         for tp in found:
-            low, _ = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
-                                                    timeout=self.timeout)
-            high = ends[(tp.topic, tp.partition)]
+            low, high = marks[(tp.topic, tp.partition)]
             # offset -1: nothing at/after start. Some brokers (Tansu) answer 0 regardless:
             # the time filter while reading keeps the replay exact either way.
             start = high if tp.offset < 0 or tp.offset == OFFSET_END else max(tp.offset, low)
