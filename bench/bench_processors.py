@@ -221,33 +221,26 @@ def latency(stack, tmp: Path, name: str, kind: str, rate: float, seconds: float,
     ensure_topics(settings)
     n = int(rate * seconds)
     records = generate(kind, n, start=T0)
-    if out_topic is None:
-        out_topic = records[0][0]
-        collector = Collector(settings, [out_topic])
-        collector.start()
-        time.sleep(3.0)  # the reader's group join
-        publish(settings, records, rate=rate)
-        deadline = time.monotonic() + 60
-        while collector.count(out_topic) < n and time.monotonic() < deadline:
-            time.sleep(0.2)
-        collector.stop.set()
-        collector.join()
-        return _pair(collector.seen[out_topic], input_times(settings, out_topic, n))
-    collector = Collector(settings, [out_topic])
+    in_topic = records[0][0]
+    collector = Collector(settings, [out_topic or in_topic])
     collector.start()
-    worker = Worker(stack, settings, tmp / f"l{name}.log")
+    worker = Worker(stack, settings, tmp / f"l{name}.log") if out_topic else None
     try:
-        worker.wait_for("partitions assigned")
-        time.sleep(1.0)
+        if worker is not None:
+            worker.wait_for("partitions assigned")
+            time.sleep(1.0)
+        else:
+            time.sleep(3.0)  # the reader's group join
         publish(settings, records, rate=rate)
         deadline = time.monotonic() + 60
-        while collector.count(out_topic) < n and time.monotonic() < deadline:
+        while collector.count(out_topic or in_topic) < n and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
-        worker.stop()
+        if worker is not None:
+            worker.stop()
         collector.stop.set()
         collector.join()
-    return _pair(collector.seen[out_topic], input_times(settings, records[0][0], n))
+    return _pair(collector.seen[out_topic or in_topic], input_times(settings, in_topic, n))
 
 
 def _pair(seen: list[tuple[int, bytes]], sent: dict[str, int]) -> tuple[float, float, int]:
