@@ -21,7 +21,8 @@ import time
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """`preexec_fn`: the kernel SIGKILLs the child when the thread that started it dies."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: the wrapper's own SIGTERM handling still applies
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("no server command given")
 
-    server = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
+    server = subprocess.Popen(command, start_new_session=True, preexec_fn=die_with_parent)
     stopping = threading.Event()
 
     def on_signal(signum, _frame) -> None:

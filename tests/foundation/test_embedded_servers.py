@@ -60,3 +60,36 @@ def test_redis_set_get_and_pubsub(stack):
     msg = pubsub.get_message(timeout=5)
     assert msg and msg["data"] == b"hello"
     pubsub.close()
+
+
+def test_the_servers_of_a_killed_stack_die_with_it(tmp_path):
+    """A test run or bench killed outright (SIGKILL, a CI timeout) leaves no server behind."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    code = ("import json, sys, time, pathlib\n"
+            "from deltastream.runtime.stack import start_stack\n"
+            "with start_stack(pathlib.Path(sys.argv[1])) as stack:\n"
+            "    print(json.dumps({n: p.pid for n, p in stack.processes.items()}), flush=True)\n"
+            "    time.sleep(600)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DELTASTREAM_")}
+    owner = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, env=env)
+    try:
+        pids = json.loads(owner.stdout.readline())
+        assert set(pids) == {"kafka", "mongodb", "redis"}
+        assert all(psutil.pid_exists(pid) for pid in pids.values())
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    deadline = time.monotonic() + 10
+    alive = dict(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {n: pid for n, pid in alive.items()
+                 if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE}
+        time.sleep(0.1)
+    assert alive == {}, f"left running after their owner was killed: {alive}"
