@@ -19,6 +19,12 @@ one Lua script, which Redis runs atomically, like MULTI/EXEC:
   the two calls, nothing else (~6 us of Redis CPU per small record before: ~7);
 * adds products and expiries to `products` / `expiries:{product}`;
 * stores the chunk's last offsets.
+Two chunks are in flight on one connection: while Redis runs chunk k, chunk k+1 waits in its
+socket buffer, so Redis does not idle while the sink reads a reply and prepares the next
+chunk. A chunk sent behind others carries the offsets Redis holds once they all applied
+(per partition, the last of the latest chunk with it) and applies only if Redis holds
+exactly those; else it returns "not applied" and goes again, in order, once the chunks
+before it are settled. So no chunk applies past a gap.
 A script rather than a MULTI/EXEC pipeline because the envelope must carry the seq the
 INCR returns, and because redis-py spends ~25 us per pipelined command in Python (measured
 before hiredis was installed; still several us with it): one script call per chunk is what
@@ -32,6 +38,7 @@ import re
 import secrets
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable, NamedTuple
@@ -54,6 +61,8 @@ ORDER_KEY = "sink:latest_order"  # latest key -> "n1:n2" order of the record it 
 # default) goes in several, each prepared while Redis runs the one before.
 CHUNK_RECORDS = 500
 CHUNK_BYTES = 4 << 20
+IN_FLIGHT = 2  # script calls sent ahead on the writer's connection
+APPLIED, STALE, NOT_AFTER = 0, 1, 2  # the script's verdict on a chunk
 
 # Channels and events of the socket gateway (docs/storage.md).
 CH_UNDERLYING, EV_UNDERLYING = "enriched:underlying", "underlying_update"
@@ -104,6 +113,16 @@ if #names > 0 then
     before[i] = fmt('%d', applied[i])
     local low = tonumber(parts[i][3])
     if low and low <= applied[i] then stale = true end
+  end
+end
+-- a chunk sent behind others (pipelined) applies only if they did: the offsets they store
+-- must be there (otherwise Redis holds less, or more: a redelivery)
+if #ARGV[11] > 0 then
+  local fields, want = {}, {}
+  each(ARGV[11], 2, function(f) fields[#fields + 1] = f[1]; want[#want + 1] = f[2] end)
+  local held = call('HMGET', offsets_key, unpack(fields))
+  for i = 1, #fields do
+    if held[i] ~= want[i] then return {0, 0, before, 2} end
   end
 end
 if stale then return {0, 0, before, 1} end
@@ -356,7 +375,15 @@ class RedisStats:
     latest: int = 0  # latest:* keys set
     published: int = 0  # envelopes published (one per room)
     scripts: int = 0
-    seconds: float = 0.0  # inside the script calls
+    seconds: float = 0.0  # waiting for script replies
+
+
+class _InFlight(NamedTuple):
+    """A script call sent, its reply not read yet."""
+
+    chunk: list[tuple[SinkRecord, Effects]]
+    offsets: dict[TopicPartition, int] | None  # the batch's offsets (the last chunk only)
+    last: dict[TopicPartition, int]  # the offsets it stores when applied
 
 
 class OffsetsMoving(RuntimeError):
@@ -411,24 +438,61 @@ class RedisSink(Sink):
 
     def _apply_all(self, chunks: list[list[tuple[SinkRecord, Effects]]],
                    offsets: dict[TopicPartition, int]) -> None:
-        """The chunks in order, each preparing the next while Redis runs it (one script in
-        flight: chunk k+1 is sent once chunk k's reply is in). The last chunk also stores the
-        offsets of records that went to the DLQ."""
+        """The chunks in order, `IN_FLIGHT` script calls ahead on one connection (Redis runs
+        them in the order sent). A chunk sent behind others is guarded by the offsets Redis
+        holds once they all applied; when a chunk is stale (a redelivery) or its guard fails,
+        what is in flight is read out and the chunks not applied go again one by one, in
+        order. The last chunk also stores the offsets of records that went to the DLQ."""
         final = len(chunks) - 1
-        ready = self._prepare(chunks[0], offsets if final == 0 else None)
-        for i, chunk in enumerate(chunks):
-            args, last = ready
-            started = time.perf_counter()
-            conn = self._send(args) if last else None
-            try:
-                if i < final:
-                    ready = self._prepare(chunks[i + 1], offsets if i + 1 == final else None)
-            finally:
-                reply = self._receive(conn, args) if conn is not None else None
-            self.stats.seconds += time.perf_counter() - started
-            applied = None if reply is None else self._settle(reply, last)
-            if applied is not None:
-                self._apply(self._without(chunk, applied), offsets if i == final else None)
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        inflight: deque[_InFlight] = deque()
+        redo: list[tuple[list[tuple[SinkRecord, Effects]], dict[TopicPartition, int] | None]] = []
+        expected: dict[TopicPartition, int] = {}  # what Redis holds once the chunks sent applied
+        try:
+            for i, chunk in enumerate(chunks):
+                chunk_offsets = offsets if i == final else None
+                args, last = self._prepare(chunk, chunk_offsets, guard=expected)
+                if not last:
+                    continue
+                conn.send_command("EVALSHA", self._script.sha, 0, *args)
+                inflight.append(_InFlight(chunk, chunk_offsets, last))
+                expected.update(last)
+                if len(inflight) >= IN_FLIGHT:
+                    self._read_next(conn, inflight, redo)  # the next chunk is prepared meanwhile
+                if redo or i == final:
+                    while inflight:
+                        self._read_next(conn, inflight, redo)
+                    for todo, todo_offsets in redo:  # in order, each waited for
+                        self._apply(todo, todo_offsets)
+                    redo.clear()
+                    expected = {}  # nothing in flight: the next chunk needs no guard
+        except BaseException:
+            conn.disconnect()  # replies may be left unread on it
+            raise
+        finally:
+            pool.release(conn)
+
+    def _read_next(self, conn, inflight: deque[_InFlight], redo: list) -> None:
+        """Read the oldest reply in flight; a chunk not applied goes on `redo`."""
+        sent = inflight.popleft()
+        started = time.perf_counter()
+        try:
+            reply = conn.read_response()
+        except NoScriptError:  # Redis restarted without the script: loaded, and the chunk redone
+            self.client.script_load(_SCRIPT)
+            reply = None
+        self.stats.seconds += time.perf_counter() - started
+        verdict = NOT_AFTER if reply is None else self._count(reply)
+        if verdict == APPLIED:
+            # Its guard held: Redis has every record of the chunks before it (those on `redo`
+            # were a redelivery of what it held).
+            redo.clear()
+        elif verdict == STALE:
+            applied = {tp: int(v) for tp, v in zip(sent.last, reply[2])}
+            redo.append((self._without(sent.chunk, applied), sent.offsets))
+        else:
+            redo.append((sent.chunk, sent.offsets))
 
     def _apply(self, chunk: list[tuple[SinkRecord, Effects]], offsets: dict[TopicPartition, int] | None) -> None:
         """One script call, waited for. If the chunk reaches back into what Redis already
@@ -439,43 +503,21 @@ class RedisSink(Sink):
             if not last:
                 return
             started = time.perf_counter()
-            reply = self._receive(self._send(args), args)
+            reply = self._script(args=args)  # EVALSHA, loading the script if Redis lost it
             self.stats.seconds += time.perf_counter() - started
-            applied = self._settle(reply, last)
-            if applied is None:
+            if self._count(reply) == APPLIED:
                 return
-            chunk = self._without(chunk, applied)
+            chunk = self._without(chunk, {tp: int(v) for tp, v in zip(last, reply[2])})
         raise OffsetsMoving(f"the offsets stored in {self.offsets_key} kept moving (another writer?)")
 
-    def _send(self, args: list):
-        """EVALSHA sent on a connection of the pool, its reply not read yet."""
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        try:
-            conn.send_command("EVALSHA", self._script.sha, 0, *args)
-        except BaseException:
-            pool.release(conn)  # send_command disconnected it on a connection error
-            raise
-        return conn
-
-    def _receive(self, conn, args: list) -> list:
-        try:
-            return conn.read_response()  # disconnects on a connection error
-        except NoScriptError:  # Redis restarted without the script: loaded and run again
-            pass
-        finally:
-            self.client.connection_pool.release(conn)
-        return self._script(args=args)
-
-    def _settle(self, reply: list, last: dict[TopicPartition, int]) -> dict[TopicPartition, int] | None:
-        """Count a script's reply; the offsets Redis holds when the chunk was stale."""
-        n_latest, n_published, before, stale = reply
+    def _count(self, reply: list) -> int:
+        """Count a script's reply; its verdict."""
+        n_latest, n_published, _, verdict = reply
         self.stats.scripts += 1
-        if not stale:
+        if verdict == APPLIED:
             self.stats.latest += n_latest
             self.stats.published += n_published
-            return None
-        return {tp: int(v) for tp, v in zip(last, before)}
+        return verdict
 
     def _without(self, chunk: list[tuple[SinkRecord, Effects]],
                  applied: dict[TopicPartition, int]) -> list[tuple[SinkRecord, Effects]]:
@@ -483,9 +525,10 @@ class RedisSink(Sink):
         self.stats.skipped += len(chunk) - len(kept)
         return kept
 
-    def _prepare(self, chunk: list[tuple[SinkRecord, Effects]],
-                 offsets: dict[TopicPartition, int] | None) -> tuple[list, dict[TopicPartition, int]]:
-        """The script's arguments for the chunk, and its last offset per partition."""
+    def _prepare(self, chunk: list[tuple[SinkRecord, Effects]], offsets: dict[TopicPartition, int] | None,
+                 guard: dict[TopicPartition, int] | None = None) -> tuple[list, dict[TopicPartition, int]]:
+        """The script's arguments for the chunk, and its last offset per partition. `guard`:
+        the offsets Redis must hold for it to apply (those of the chunks sent before it)."""
         last: dict[TopicPartition, int] = dict(offsets or {})
         low: dict[TopicPartition, int] = {}  # lowest record offset per partition
 
@@ -536,7 +579,8 @@ class RedisSink(Sink):
                               for key, (n1, n2, value) in newest.items())
         args = [self.offsets_key, ORDER_KEY, secrets.token_hex(6), self.settings.redis_latest_ttl_seconds,
                 self.settings.redis_history_len, parts, latest_ops, b"".join(set_ops),
-                b"".join(p + RS for p in routes), b"".join(envelopes)]
+                b"".join(p + RS for p in routes), b"".join(envelopes),
+                b"".join(b"%s:%d\x1f%d\x1e" % (t.encode(), p, o) for (t, p), o in (guard or {}).items())]
         return args, last
 
     def is_transient(self, exc: BaseException) -> bool:

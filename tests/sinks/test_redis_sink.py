@@ -273,35 +273,75 @@ def test_latest_keys_keep_the_newest_record(sink_settings, unique):
     assert orjson.loads(r.get("latest:ohlc:SPY:1m"))["close"] == 11.0
 
 
-def test_a_batch_in_several_chunks_redelivered_in_part(sink_settings, unique):
-    """A batch goes in chunks (each prepared while Redis runs the one before); a redelivery
-    overlapping what Redis holds, on two partitions, is applied once: seq contiguous."""
-    settings = sink_settings
-    r = redis_client(settings)
-    sink = RedisSink(settings, f"chunks-{unique}")
-    sink.start()
-    n = CHUNK_RECORDS * 3  # per partition
-    ticks = {p: [record(ANALYTICS_UNDERLYING, i, encode(EnrichedUnderlying(
-        product=product, price=100.0 + i, prev_price=None, change=None, change_pct=None, day_open=100.0,
-        day_high=100.0 + n, day_low=100.0, timestamp=T0 + dt.timedelta(seconds=i), tick_id=i)), partition=p)
-        for i in range(n)] for p, product in enumerate(("NIFTY", "AAPL"))}
+class TwoProducts:
+    """n enriched ticks per partition for two products, and checks of what Redis then holds."""
 
-    def batch(start: int, stop: int) -> Batch:
-        records = [rec for i in range(start, stop) for rec in (ticks[0][i], ticks[1][i])]
+    def __init__(self, settings, group: str, n: int) -> None:
+        self.r, self.group, self.n = redis_client(settings), group, n
+        self.ticks = {p: [record(ANALYTICS_UNDERLYING, i, encode(EnrichedUnderlying(
+            product=product, price=100.0 + i, prev_price=None, change=None, change_pct=None,
+            day_open=100.0, day_high=100.0 + n, day_low=100.0, timestamp=T0 + dt.timedelta(seconds=i),
+            tick_id=i)), partition=p) for i in range(n)] for p, product in enumerate(("NIFTY", "AAPL"))}
+
+    def batch(self, start: int, stop: int) -> Batch:
+        records = [rec for i in range(start, stop) for rec in (self.ticks[0][i], self.ticks[1][i])]
         return Batch(records, {("t.analytics.underlying", p): stop - 1 for p in (0, 1)})
 
-    sink.write(batch(0, n // 2))
-    sink.write(batch(n // 4, n))  # the first quarter of it is in Redis already
-    assert sink.stats.skipped == 2 * (n // 2 - n // 4)
-    assert sink.stats.published == 2 * 2 * n
-    assert r.get("seq:general") == str(2 * n).encode()
-    for room, product in (("product:NIFTY", "NIFTY"), ("product:AAPL", "AAPL")):
-        assert r.get(f"seq:{room}") == str(n).encode()
-        history = r.xrange(f"history:{room}", count=n)
-        envs = [orjson.loads(fields[b"env"]) for _, fields in history]
-        assert [e["seq"] for e in envs] == list(range(envs[0]["seq"], envs[0]["seq"] + len(envs)))
-        assert [e["data"]["tick_id"] for e in envs] == [e["seq"] - 1 for e in envs]
-        assert all(e["data"]["product"] == product for e in envs)
-    assert orjson.loads(r.get("latest:underlying:AAPL"))["tick_id"] == n - 1
-    assert r.hgetall(f"sink:offsets:chunks-{unique}") == {
-        b"t.analytics.underlying:0": str(n - 1).encode(), b"t.analytics.underlying:1": str(n - 1).encode()}
+    def check_applied_once(self, sink: RedisSink) -> None:
+        """Every tick published once per room, in order, seq contiguous; offsets at the end."""
+        n, r = self.n, self.r
+        assert sink.stats.published == 2 * 2 * n
+        assert r.get("seq:general") == str(2 * n).encode()
+        for room, product in (("product:NIFTY", "NIFTY"), ("product:AAPL", "AAPL")):
+            assert r.get(f"seq:{room}") == str(n).encode()
+            history = r.xrange(f"history:{room}", count=n)
+            envs = [orjson.loads(fields[b"env"]) for _, fields in history]
+            assert [e["seq"] for e in envs] == list(range(envs[0]["seq"], envs[0]["seq"] + len(envs)))
+            assert [e["data"]["tick_id"] for e in envs] == [e["seq"] - 1 for e in envs]
+            assert all(e["data"]["product"] == product for e in envs)
+        assert orjson.loads(r.get("latest:underlying:AAPL"))["tick_id"] == n - 1
+        assert r.hgetall(f"sink:offsets:{self.group}") == {
+            b"t.analytics.underlying:0": str(n - 1).encode(), b"t.analytics.underlying:1": str(n - 1).encode()}
+
+
+def test_a_batch_in_several_chunks_redelivered_in_part(sink_settings, unique):
+    """A batch goes in chunks, two in flight; a redelivery overlapping what Redis holds, on
+    two partitions, is applied once: the stale chunk and the one sent behind it go again, in
+    order, without what Redis holds. seq contiguous."""
+    ticks = TwoProducts(sink_settings, f"chunks-{unique}", CHUNK_RECORDS * 3)
+    sink = RedisSink(sink_settings, ticks.group)
+    sink.start()
+    held, again = CHUNK_RECORDS * 4 // 5, CHUNK_RECORDS // 2  # ticks per partition
+    sink.write(ticks.batch(0, held))
+    # Its first chunk (ticks `again`.. per partition, both partitions) is in part in Redis;
+    # the chunk in flight behind it lies wholly beyond what Redis holds, yet must not apply
+    # before the missing part of the first.
+    sink.write(ticks.batch(again, ticks.n))
+    assert sink.stats.skipped == 2 * (held - again)
+    ticks.check_applied_once(sink)
+
+
+def test_a_chunk_redelivered_whole_lets_the_one_behind_it_apply(sink_settings, unique):
+    """The chunk sent behind a stale one applies at once when Redis holds exactly what the
+    stale one would have stored (its guard): no second call for it."""
+    ticks = TwoProducts(sink_settings, f"whole-{unique}", CHUNK_RECORDS * 2)
+    sink = RedisSink(sink_settings, ticks.group)
+    sink.start()
+    sink.write(ticks.batch(0, CHUNK_RECORDS // 2))  # one chunk: both partitions' first records
+    sink.write(ticks.batch(0, ticks.n))  # four chunks, the first of them in Redis already
+    assert sink.stats.skipped == CHUNK_RECORDS
+    assert sink.stats.scripts == 1 + 4
+    ticks.check_applied_once(sink)
+
+
+def test_chunks_in_flight_when_redis_lost_the_script(sink_settings, unique):
+    """Redis restarted without the script (SCRIPT FLUSH) under a batch of several chunks: the
+    script is loaded again and every chunk applied once, in order."""
+    ticks = TwoProducts(sink_settings, f"noscript-{unique}", CHUNK_RECORDS * 2)
+    sink = RedisSink(sink_settings, ticks.group)
+    sink.start()
+    sink.write(ticks.batch(0, CHUNK_RECORDS // 4))
+    ticks.r.script_flush()
+    sink.write(ticks.batch(CHUNK_RECORDS // 4, ticks.n))
+    assert sink.stats.skipped == 0
+    ticks.check_applied_once(sink)
