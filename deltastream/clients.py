@@ -25,10 +25,13 @@ log = logging.getLogger(__name__)
 # 44k at 35; one topic at 20 ms: 38k). 100 ms keeps the sinks' throughput; the Faust worker,
 # whose wait can change at run time, is paced instead (`faust_fetch_max_wait_ms`).
 EMBEDDED_FETCH_WAIT_MS = 100
-# Readers on a live path (the Redis sink → WebSocket) wait less: a record arriving during a
-# held fetch waits out the rest of it (feed → WebSocket p50 75 ms at 2,500 quotes/s with the
-# Redis sink at 100 ms). Batched topics keep the extra fetches cheap for the broker.
-LIVE_FETCH_WAIT_MS = 20
+# Also for the readers on the live path (Redis sink, Faust workers while caught up), which
+# waited 20 ms for a while: Tansu's cost per fetch grows with the batches a partition holds
+# and its topics are never trimmed, so frequent fetches made its CPU climb through a run
+# (`deltastream up`: 42-45% of a core after 5 minutes, 73-87% after 14, at 20 ms; 27-36%
+# from minute 5 to 11 at 100 ms), and the loaded broker cost more latency than the longer
+# wait (feed → WebSocket p50/p99 at 5,000 quotes/s: 67/154 ms at 20, 49/101 at 100; at
+# 2,500: 44/83 and 48/91).
 _EMBEDDED_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
                    "fetch.wait.max.ms": EMBEDDED_FETCH_WAIT_MS}
 _KAFKA_GROUP = {"session.timeout.ms": 45000, "heartbeat.interval.ms": 3000}
@@ -71,12 +74,6 @@ def producer_config(settings: Settings, *, batched: bool = False, **overrides: A
         conf.update({"linger.ms": 50, "compression.type": "lz4", "batch.size": 1_000_000})
     conf.update(overrides)
     return conf
-
-
-def live_fetch(settings: Settings) -> dict[str, Any]:
-    """`consumer_config` overrides for a reader on a live path: a short fetch wait on Tansu
-    (real Kafka answers a fetch as soon as data arrives)."""
-    return {"fetch.wait.max.ms": LIVE_FETCH_WAIT_MS} if settings.profile is BrokerProfile.embedded else {}
 
 
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
@@ -223,8 +220,11 @@ def faust_broker_settings(settings: Settings) -> dict[str, Any]:
 
 def faust_fetch_max_wait_ms(settings: Settings) -> tuple[int, int]:
     """How long the Faust worker's (aiokafka) fetches may wait for data: (caught up, behind);
-    see `stream_processors.faust_fixes.FetchPacer` for the figures on Tansu."""
-    return (20, 100) if settings.profile is BrokerProfile.embedded else (500, 500)
+    see `stream_processors.faust_fixes.FetchPacer` for the figures on Tansu. Both the same
+    since the short caught-up wait was found to load Tansu more than it saved (see
+    `EMBEDDED_FETCH_WAIT_MS`); the pacer stays for brokers where they differ."""
+    return (EMBEDDED_FETCH_WAIT_MS, EMBEDDED_FETCH_WAIT_MS) if settings.profile is BrokerProfile.embedded \
+        else (500, 500)
 
 
 def mongo_client(settings: Settings, **kwargs: Any):

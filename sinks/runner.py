@@ -6,8 +6,8 @@
 
 A batch is up to `sink_batch_size` messages, cut after `sink_max_latency_ms` at the latest;
 an `eager` sink (Redis, with `sink_eager`) cuts it at once when the consumer has caught up
-(nothing more queued locally) while the writer is idle, and fetches with a short wait on the
-embedded broker: a quiet stream is written as it arrives, a busy one in batches that grow
+(nothing more queued locally) while the writer is idle: a quiet stream is written as it
+arrives, a busy one in batches that grow
 while the writer works (the 250 ms wait for a partly filled batch was most of the feed →
 WebSocket latency).
 Each message is decoded (`sinks.decode`); poison (bad JSON, schema violation) goes to the
@@ -45,7 +45,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 import tenacity
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from deltastream.clients import TailGaps, consumer_config, end_offsets, live_fetch
+from deltastream.clients import TailGaps, consumer_config, end_offsets
 from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import Settings
 from schemas.codec import SchemaError
@@ -92,9 +92,8 @@ class SinkRunner:
         self.dlq = DeadLetters(settings, service)  # used by the writer thread only
         self.stats = RunnerStats()
         self._eager = settings.sink_eager and sink.eager
-        live = live_fetch(settings) if self._eager else {}  # an eager sink feeds live readers
         self._consumer_conf = consumer_config(settings, group_id, on_commit=self._on_commit,
-                                              **{**BULK_CONSUMER, **live, **(consumer_overrides or {})})
+                                              **{**BULK_CONSUMER, **(consumer_overrides or {})})
         self.consumer: Consumer | None = None
         self.gaps: TailGaps | None = None  # with the consumer
         self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-writer")
