@@ -17,21 +17,19 @@ from deltastream.settings import BrokerProfile, Settings
 
 log = logging.getLogger(__name__)
 
-# Tansu admits a joining member after ~half the session timeout; keep it short.
 # Tansu holds a fetch for most of fetch.wait.max.ms even when records arrive meanwhile
 # (measured at 50 records/s, produce → consume: 500 ms → p50 114 / p99 247 ms, 100 ms →
 # 28 / 53 ms, 35 ms → 8 / 15 ms, 20 ms → 4 / 8 ms), and a fetch of a backlog brings less the
 # shorter the wait (the Redis sink bench's three topics: bare consume 55k records/s at 100 ms,
-# 44k at 35; one topic at 20 ms: 38k). 100 ms keeps the sinks' throughput; the Faust worker,
-# whose wait can change at run time, is paced instead (`faust_fetch_max_wait_ms`).
+# 44k at 35; one topic at 20 ms: 38k). One wait for every consumer, the live path's (Redis
+# sink, Faust workers) included: those waited 20 ms for a while, but Tansu's cost per fetch
+# grows with the batches a partition holds and its topics are never trimmed, so frequent
+# fetches made its CPU climb through a run (`deltastream up`: 42-45% of a core after
+# 5 minutes, 73-87% after 14, at 20 ms; 27-36% from minute 5 to 11 at 100 ms), and the
+# loaded broker cost more latency than the longer wait (feed → WebSocket p50/p99 at 5,000
+# quotes/s: 67/154 ms at 20, 49/101 at 100; at 2,500: 44/83 and 48/91).
 EMBEDDED_FETCH_WAIT_MS = 100
-# Also for the readers on the live path (Redis sink, Faust workers while caught up), which
-# waited 20 ms for a while: Tansu's cost per fetch grows with the batches a partition holds
-# and its topics are never trimmed, so frequent fetches made its CPU climb through a run
-# (`deltastream up`: 42-45% of a core after 5 minutes, 73-87% after 14, at 20 ms; 27-36%
-# from minute 5 to 11 at 100 ms), and the loaded broker cost more latency than the longer
-# wait (feed → WebSocket p50/p99 at 5,000 quotes/s: 67/154 ms at 20, 49/101 at 100; at
-# 2,500: 44/83 and 48/91).
+# Tansu admits a joining member after ~half the session timeout; keep it short.
 _EMBEDDED_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
                    "fetch.wait.max.ms": EMBEDDED_FETCH_WAIT_MS}
 _KAFKA_GROUP = {"session.timeout.ms": 45000, "heartbeat.interval.ms": 3000}
@@ -218,13 +216,10 @@ def faust_broker_settings(settings: Settings) -> dict[str, Any]:
     return common | {"producer_linger": 0.05, "producer_compression_type": "lz4"}  # aiokafka reads/writes lz4 via cramjam
 
 
-def faust_fetch_max_wait_ms(settings: Settings) -> tuple[int, int]:
-    """How long the Faust worker's (aiokafka) fetches may wait for data: (caught up, behind);
-    see `stream_processors.faust_fixes.FetchPacer` for the figures on Tansu. Both the same
-    since the short caught-up wait was found to load Tansu more than it saved (see
-    `EMBEDDED_FETCH_WAIT_MS`); the pacer stays for brokers where they differ."""
-    return (EMBEDDED_FETCH_WAIT_MS, EMBEDDED_FETCH_WAIT_MS) if settings.profile is BrokerProfile.embedded \
-        else (500, 500)
+def faust_fetch_max_wait_ms(settings: Settings) -> int:
+    """How long the Faust worker's (aiokafka) fetches may wait for data; see
+    `stream_processors.faust_fixes.set_fetch_max_wait` for the figures on Tansu."""
+    return EMBEDDED_FETCH_WAIT_MS if settings.profile is BrokerProfile.embedded else 500
 
 
 def mongo_client(settings: Settings, **kwargs: Any):

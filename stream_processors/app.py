@@ -126,9 +126,7 @@ class Pipeline:
             producer_acks=-1,
             Monitor=LeanMonitor,
         )
-        short_wait, long_wait = faust_fetch_max_wait_ms(settings)
-        faust_fixes.set_fetch_max_wait(self.app, short_wait)
-        self.pacer = faust_fixes.FetchPacer(self.app, short_wait, long_wait, behind=200)
+        faust_fixes.set_fetch_max_wait(self.app, faust_fetch_max_wait_ms(settings))
         self.topics = {name: settings.topic(name) for name in
                        (MARKET_UNDERLYING, MARKET_OPTION_QUOTES, MARKET_OPTION_CHAINS)}
         self.slices_topic = f"{app_id}-vol-slices"
@@ -215,7 +213,6 @@ class Pipeline:
         sources = [Source(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
                    for m in (e.message for e in events)]
         self._check_offsets(unit, sources)
-        self.pacer.observe({(s.topic, s.partition): s.offset for s in sources})
         records, poison = unit.decode(sources)
         groups: dict[tuple[int, str], list[Any]] = {}
         for r in records:

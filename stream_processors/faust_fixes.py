@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 log = logging.getLogger(__name__)
 _APPLIED = False
@@ -49,53 +48,17 @@ def apply() -> None:
     _APPLIED = True
 
 
-class FetchPacer:
-    """Sets the Faust worker's fetch wait (aiokafka `fetch_max_wait_ms`, which Faust fixes at
-    1500) from how far behind the worker is. On the embedded broker the wait trades latency
-    for throughput: caught up, a record waits out much of it (produce → aiokafka consume p50
-    406 ms at 1500, 3.8 ms at 20); behind, each fetch brings about what the wait lets Tansu
-    gather (a backlog of one-record batches of ticks drained at 2,796/s with 1500, 782/s with
-    100, 173/s with 20). So: `short` while the partitions of a batch are caught up, `long`
-    while any of them is more than `behind` records from its end. Since the feed produces in
-    batches the embedded profile's long wait is 100 ms: ticks drain at 7.6-8.6k/s with 100 and
-    with 1500 alike, 5.9k/s with 20, and a 1500 ms fetch after a short stall had put p90 of the
-    input's age at 1.2 s at 2,500 ticks/s (added latency p99 211-237 ms with 100, 216-509 with
-    1500). The caught-up wait is now 100 ms too (`deltastream.clients.EMBEDDED_FETCH_WAIT_MS`:
-    frequent fetches made Tansu's CPU climb through a run)."""
-
-    def __init__(self, app: Any, short_ms: int, long_ms: int, behind: int) -> None:
-        self.app, self.short, self.long, self.behind = app, short_ms, long_ms, behind
-
-    def _fetcher(self) -> Any:
-        """aiokafka's fetcher, once the consumer thread has started it (looked up each time:
-        Faust may create a new consumer)."""
-        consumer = getattr(getattr(self.app.consumer, "_thread", None), "_consumer", None)
-        return getattr(consumer, "_fetcher", None)
-
-    def observe(self, last_offsets: dict[tuple[str, int], int]) -> None:
-        """After a batch: the last offset it held per (topic, partition)."""
-        from faust.types import TP
-
-        consumer = self.app.consumer
-        lag = 0
-        for (topic, partition), offset in last_offsets.items():
-            try:
-                high = consumer.highwater(TP(topic, partition))
-            except Exception:  # noqa: BLE001 - not assigned (any more): no signal
-                continue
-            if high is not None:
-                lag = max(lag, high - offset - 1)
-        wait = self.long if lag > self.behind else self.short
-        fetcher = self._fetcher()
-        if fetcher is not None and fetcher._fetch_max_wait_ms != wait:
-            fetcher._fetch_max_wait_ms = wait  # read when the next fetch request is built
-
-
 def set_fetch_max_wait(app: object, ms: int) -> None:
     """Faust creates its aiokafka consumer with `fetch_max_wait_ms=1500`, not a setting; this
-    makes every consumer it creates start with `ms` (see `FetchPacer` for why and the
-    figures). aiokafka reads the value per fetch request, so setting it on the freshly
-    created consumer is enough; the pacer changes it later."""
+    makes every consumer it creates use `ms` (aiokafka reads the value per fetch request).
+
+    On the embedded broker the wait trades latency for throughput: caught up, a record
+    waits out much of it (produce → aiokafka consume p50 406 ms at 1500, 3.8 ms at 20);
+    behind, each fetch brings about what the wait lets Tansu gather. With the feed's batched
+    writes a backlog of ticks drains at 7.6-8.6k/s with 100 and with 1500 alike, 5.9k/s with
+    20, and a 1500 ms fetch after a short stall put p90 of the input's age at 1.2 s at 2,500
+    ticks/s. A pacer once switched to 20 ms while caught up; frequent fetches made Tansu's
+    CPU climb through a run, so the wait is one value (`faust_fetch_max_wait_ms`)."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     thread_cls = AIOKafkaConsumerThread
