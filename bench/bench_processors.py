@@ -222,7 +222,8 @@ def latency(stack, tmp: Path, name: str, kind: str, rate: float, seconds: float,
     n = int(rate * seconds)
     records = generate(kind, n, start=T0)
     in_topic = records[0][0]
-    collector = Collector(settings, [out_topic or in_topic])
+    read_topic = out_topic or in_topic  # no worker: one broker hop, the input itself
+    collector = Collector(settings, [read_topic])
     collector.start()
     worker = Worker(stack, settings, tmp / f"l{name}.log") if out_topic else None
     try:
@@ -233,14 +234,14 @@ def latency(stack, tmp: Path, name: str, kind: str, rate: float, seconds: float,
             time.sleep(3.0)  # the reader's group join
         publish(settings, records, rate=rate)
         deadline = time.monotonic() + 60
-        while collector.count(out_topic or in_topic) < n and time.monotonic() < deadline:
+        while collector.count(read_topic) < n and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         if worker is not None:
             worker.stop()
         collector.stop.set()
         collector.join()
-    return _pair(collector.seen[out_topic or in_topic], input_times(settings, in_topic, n))
+    return _pair(collector.seen[read_topic], input_times(settings, in_topic, n))
 
 
 def _pair(seen: list[tuple[int, bytes]], sent: dict[str, int]) -> tuple[float, float, int]:

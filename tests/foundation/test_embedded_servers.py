@@ -1,8 +1,14 @@
 """The embedded servers speak their real protocols to the ordinary clients."""
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
+import psutil
 import pymongo
 import redis
 from confluent_kafka import Consumer, Producer
@@ -64,14 +70,6 @@ def test_redis_set_get_and_pubsub(stack):
 
 def test_the_servers_of_a_killed_stack_die_with_it(tmp_path):
     """A test run or bench killed outright (SIGKILL, a CI timeout) leaves no server behind."""
-    import json
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    import psutil
-
     code = ("import json, sys, time, pathlib\n"
             "from deltastream.runtime.stack import start_stack\n"
             "with start_stack(pathlib.Path(sys.argv[1])) as stack:\n"
