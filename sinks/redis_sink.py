@@ -386,6 +386,11 @@ class _InFlight(NamedTuple):
     last: dict[TopicPartition, int]  # the offsets it stores when applied
 
 
+def _held(last: dict[TopicPartition, int], reply: list) -> dict[TopicPartition, int]:
+    """The offsets Redis held of a stale chunk's partitions (in the order of its `last`)."""
+    return {tp: int(v) for tp, v in zip(last, reply[2])}
+
+
 class OffsetsMoving(RuntimeError):
     """The offsets stored with the data moved under every attempt: another writer is active."""
 
@@ -489,8 +494,7 @@ class RedisSink(Sink):
             # were a redelivery of what it held).
             redo.clear()
         elif verdict == STALE:
-            applied = {tp: int(v) for tp, v in zip(sent.last, reply[2])}
-            redo.append((self._without(sent.chunk, applied), sent.offsets))
+            redo.append((self._without(sent.chunk, _held(sent.last, reply)), sent.offsets))
         else:
             redo.append((sent.chunk, sent.offsets))
 
@@ -507,7 +511,7 @@ class RedisSink(Sink):
             self.stats.seconds += time.perf_counter() - started
             if self._count(reply) == APPLIED:
                 return
-            chunk = self._without(chunk, {tp: int(v) for tp, v in zip(last, reply[2])})
+            chunk = self._without(chunk, _held(last, reply))
         raise OffsetsMoving(f"the offsets stored in {self.offsets_key} kept moving (another writer?)")
 
     def _count(self, reply: list) -> int:
