@@ -117,7 +117,9 @@ class Collector(threading.Thread):
         # a short fetch wait: on Tansu the reader's own wait would add to the measured latency
         self.consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex[:8]}",
                                                  **{"fetch.wait.max.ms": 5}))
-        self.consumer.subscribe([settings.topic(t) for t in topics])
+        self.assigned = threading.Event()  # latency runs publish only once the reader is in
+        self.consumer.subscribe([settings.topic(t) for t in topics],
+                                on_assign=lambda _c, _parts: self.assigned.set())
         self.seen: dict[str, list[tuple[int, bytes]]] = {t: [] for t in topics}
         self.prefix = len(settings.topic_prefix)
         self.stop = threading.Event()
@@ -230,8 +232,10 @@ def latency(stack, tmp: Path, name: str, kind: str, rate: float, seconds: float,
         if worker is not None:
             worker.wait_for("partitions assigned")
             time.sleep(1.0)
-        else:
-            time.sleep(3.0)  # the reader's group join
+        # Records published before the reader joined its group would be read late and
+        # counted as latency: wait for the assignment rather than a fixed time.
+        if not collector.assigned.wait(60):
+            raise RuntimeError("latency: the reader got no partitions within 60 s")
         publish(settings, records, rate=rate)
         deadline = time.monotonic() + 60
         while collector.count(read_topic) < n and time.monotonic() < deadline:
