@@ -44,7 +44,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 import tenacity
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from deltastream.clients import TailGaps, consumer_config, end_offsets
+from deltastream.clients import TailGaps, bulk_fetch_wait, consumer_config, end_offsets
 from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import Settings
 from schemas.codec import SchemaError
@@ -91,8 +91,9 @@ class SinkRunner:
         self.dlq = DeadLetters(settings, service)  # used by the writer thread only
         self.stats = RunnerStats()
         self._eager = settings.sink_eager and sink.eager
+        paced = {} if sink.eager else bulk_fetch_wait(settings)
         self._consumer_conf = consumer_config(settings, group_id, on_commit=self._on_commit,
-                                              **{**BULK_CONSUMER, **(consumer_overrides or {})})
+                                              **{**BULK_CONSUMER, **paced, **(consumer_overrides or {})})
         self.consumer: Consumer | None = None
         self.gaps: TailGaps | None = None  # with the consumer
         self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-writer")
