@@ -10,13 +10,15 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from deltastream.clients import consumer_config, producer_config
+from deltastream.clients import (EMBEDDED_BULK_FETCH_WAIT_MS, EMBEDDED_FETCH_WAIT_MS, consumer_config,
+                                 producer_config)
 from deltastream.runtime.topics import ensure_topics
-from deltastream.settings import DEFAULT_PRODUCTS
+from deltastream.settings import DEFAULT_PRODUCTS, Settings
 from schemas.codec import decode, encode, headers
 from schemas.records import DlqRecord, UnderlyingTick
 from schemas.topics import DELTASTREAM_DLQ, MARKET_UNDERLYING
 from sinks.base import Batch, Rejected, Sink
+from sinks.mongo_sink import MongoSink
 from sinks.runner import GaveUp, SinkRunner
 from tests.sinks.conftest import T0, read_topics, wait_until
 
@@ -201,3 +203,19 @@ def test_a_rebalance_hands_partitions_over_without_processing_a_record_twice(sin
     assert sorted(shared.written) == sorted(ids)  # every record once: no double processing
     assert first.stats.written > 70 and second.stats.written > 0
     assert committed(settings, group) == 130
+
+
+def test_a_bulk_sink_fetches_less_often_on_the_embedded_broker():
+    """Each fetch costs Tansu time for every batch of the partitions it names: the MongoDB
+    sink (not eager: no live view waits for it) waits longer per fetch; real Kafka keeps
+    its own settings."""
+
+    class Bulk(Recording):
+        eager = False
+
+    embedded, kafka = Settings(_env_file=None), Settings(_env_file=None, kafka_bootstrap="k:9092")
+    assert MongoSink.eager is False
+    wait = "fetch.wait.max.ms"
+    assert runner_for(embedded, Bulk(), "bulk")._consumer_conf[wait] == EMBEDDED_BULK_FETCH_WAIT_MS
+    assert runner_for(embedded, Recording(), "live")._consumer_conf[wait] == EMBEDDED_FETCH_WAIT_MS
+    assert wait not in runner_for(kafka, Bulk(), "bulk")._consumer_conf
