@@ -22,18 +22,15 @@ log = logging.getLogger(__name__)
 # 28 / 53 ms, 35 ms → 8 / 15 ms, 20 ms → 4 / 8 ms), and a fetch of a backlog brings less the
 # shorter the wait (the Redis sink bench's three topics: bare consume 55k records/s at 100 ms,
 # 44k at 35; one topic at 20 ms: 38k). One wait for every consumer, the live path's (Redis
-# sink, Faust workers) included: those waited 20 ms for a while, but Tansu's cost per fetch
-# grows with the batches a partition holds and its topics are never trimmed, so frequent
-# fetches made its CPU climb through a run (`deltastream up`: 42-45% of a core after
-# 5 minutes, 73-87% after 14, at 20 ms; at 100 ms 27-36% from minute 5 to 11 in one run,
-# 34% -> 49% over minutes 5-11.5 in another: slower, not flat), and the
-# loaded broker cost more latency than the longer wait (feed → WebSocket p50/p99 at 5,000
-# quotes/s: 67/154 ms at 20, 49/101 at 100; at 2,500: 44/83 and 48/91).
+# sink, Faust workers) included: Tansu's cost per fetch grows with the batches a partition
+# holds and its topics are never trimmed, so 20 ms fetches made its CPU climb through a run
+# twice as fast as 100 ms, and the loaded broker cost more latency than the shorter wait
+# saved (feed → WebSocket p50/p99 at 5,000 quotes/s: 67/154 ms at 20, 49/101 at 100).
+# README "Known limits" has the climb's figures.
 EMBEDDED_FETCH_WAIT_MS = 100
 # Readers no live view waits for (the MongoDB sink, whose fetches name every topic) fetch a
 # fifth as often: each fetch costs Tansu time in proportion to the batches of every
-# partition it names (`make up`, Tansu at minutes 9.5-11.5: 41-49% -> 31-35% of a core; the
-# pipeline bench at 10k quotes/s: WebSocket p99 236 -> 125-145 ms; one run vs three).
+# partition it names (pipeline bench at 10k quotes/s: WebSocket p99 236 -> 125-145 ms).
 EMBEDDED_BULK_FETCH_WAIT_MS = 500
 # Tansu admits a joining member after ~half the session timeout; keep it short.
 _EMBEDDED_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
