@@ -54,8 +54,13 @@ from sinks.base import Batch, Rejected, Sink, SinkRecord, TopicPartition
 
 log = logging.getLogger(__name__)
 
-REDIS_TOPICS: tuple[str, ...] = (MARKET_UNDERLYING, MARKET_OPTION_CHAINS, ANALYTICS_UNDERLYING,
-                                 ANALYTICS_CHAIN, ANALYTICS_VOL_SURFACE, ANALYTICS_OHLC)
+# The sink reads in two lanes, each with a consumer and a writer of its own (`sinks.run`):
+# the topics whose records are published to socket rooms, and those that only set latest
+# values. A fetch from the embedded broker costs time for every partition it names, so the
+# live lane's records do not wait for the others' (or for their writes).
+LIVE_TOPICS: tuple[str, ...] = (MARKET_OPTION_CHAINS, ANALYTICS_CHAIN, ANALYTICS_UNDERLYING)
+STATE_TOPICS: tuple[str, ...] = (MARKET_UNDERLYING, ANALYTICS_VOL_SURFACE, ANALYTICS_OHLC)
+REDIS_TOPICS: tuple[str, ...] = LIVE_TOPICS + STATE_TOPICS
 ORDER_KEY = "sink:latest_order"  # latest key -> "n1:n2" order of the record it holds
 # One script call blocks Redis for its duration (~3-5 ms at this size); a batch (2000 by
 # default) goes in several, each prepared while Redis runs the one before.

@@ -2,8 +2,9 @@
 
 Each runs one sink process until SIGTERM / SIGINT: the batch in flight is written and
 committed, then the consumer leaves its group. Start several with the same settings to
-split the partitions (consumer groups `deltastream-sink-mongo` / `deltastream-sink-redis`,
-after the topic prefix when one is set: a replay pipeline has groups of its own).
+split the partitions (consumer groups `deltastream-sink-mongo` / `deltastream-sink-redis`
+and, for the Redis sink's state lane, `deltastream-sink-redis-state`; after the topic prefix
+when one is set: a replay pipeline has groups of its own).
 """
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import logging
 import signal
 import sys
 import threading
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from deltastream.runtime.bootstrap import wait_for_stack
 from deltastream.settings import Settings
+
+if TYPE_CHECKING:
+    from sinks.runner import SinkRunner
 
 log = logging.getLogger("deltastream.sinks")
 
@@ -62,15 +66,49 @@ def run_mongo_sink(settings: Settings, stop: threading.Event | None = None,
 def run_redis_sink(settings: Settings, stop: threading.Event | None = None,
                    group_id: str | None = None) -> int:
     """Keep the latest values in Redis and publish the live events; returns an exit code."""
-    from sinks.redis_sink import REDIS_TOPICS, RedisSink
-    from sinks.runner import SinkRunner
-
     group_id = group_id or settings.topic_prefix + REDIS_GROUP
     wait_for_stack(settings, ("kafka", "redis"))
-    runner = SinkRunner(RedisSink(settings, group_id), settings, group_id=group_id,
-                        topics=REDIS_TOPICS, service="sink-redis", stop=stop or _stop_on_signals())
+    stop = stop or _stop_on_signals()
     with settled_gc():
-        return runner.run()
+        return run_lanes(redis_lanes(settings, group_id, stop), stop)
+
+
+def redis_lanes(settings: Settings, group_id: str, stop: threading.Event) -> list[SinkRunner]:
+    """The Redis sink's two lanes (`sinks.redis_sink.LIVE_TOPICS` / `STATE_TOPICS`), each a
+    runner with its own consumer group and writer. Both keep their offsets in the same hash
+    (`sink:offsets:{group_id}`, one field per partition), so a lane resumes from what Redis
+    holds whatever its group committed; the live lane keeps the sink's group id."""
+    from deltastream.clients import live_fetch_wait
+    from sinks.redis_sink import LIVE_TOPICS, STATE_TOPICS, RedisSink
+    from sinks.runner import SinkRunner
+
+    return [SinkRunner(RedisSink(settings, group_id), settings, group_id=group_id, topics=LIVE_TOPICS,
+                       service="sink-redis-live", stop=stop, consumer_overrides=live_fetch_wait(settings)),
+            SinkRunner(RedisSink(settings, group_id), settings, group_id=f"{group_id}-state",
+                       topics=STATE_TOPICS, service="sink-redis-state", stop=stop)]
+
+
+def run_lanes(runners: list[SinkRunner], stop: threading.Event) -> int:
+    """Each runner in a thread until `stop` is set or one of them ends, which stops the others
+    (a lane that gave up a batch makes the process exit 1 and its supervisor restart it)."""
+    codes: list[int] = []
+
+    def lane(runner: SinkRunner) -> None:
+        try:
+            codes.append(runner.run())
+        except Exception:
+            log.exception("%s failed", runner.service)
+            codes.append(1)
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=lane, args=(r,), name=r.service) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.5)  # the main thread stays free for the signal handlers
+    return max(codes, default=0)
 
 
 SINKS = {"mongo": run_mongo_sink, "redis": run_redis_sink}

@@ -11,15 +11,17 @@ from collections import defaultdict
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from deltastream.clients import consumer_config, producer_config, redis_client
+from deltastream.clients import (EMBEDDED_FETCH_WAIT_MS, EMBEDDED_LIVE_FETCH_WAIT_MS, consumer_config,
+                                  producer_config, redis_client)
+from deltastream.settings import Settings
 from schemas.codec import encode, headers
 from schemas.records import ChainAnalytics, EnrichedUnderlying, OhlcBar
 from schemas.topics import (ANALYTICS_CHAIN, ANALYTICS_OHLC, ANALYTICS_UNDERLYING,
                             MARKET_OPTION_CHAINS, MARKET_UNDERLYING)
 from sinks.base import Batch, SinkRecord
 from sinks.decode import parse_time
-from sinks.redis_sink import CHUNK_RECORDS, REDIS_TOPICS, RedisSink
-from sinks.run import run_redis_sink
+from sinks.redis_sink import CHUNK_RECORDS, LIVE_TOPICS, REDIS_TOPICS, ROUTES, STATE_TOPICS, RedisSink
+from sinks.run import redis_lanes, run_lanes, run_redis_sink
 from tests.sinks.conftest import SinkThread, T0, feed, read_topics, wait_until
 
 CHANNELS = ("enriched:underlying", "enriched:chain_summary", "enriched:option_chain")
@@ -212,12 +214,13 @@ def test_a_restarted_sink_skips_what_redis_already_holds(sink_settings, unique, 
     seq_before = {k: r.get(k) for k in r.keys("seq:*")}
     latest_before = r.get("latest:underlying:NIFTY")
 
-    # Rewind the group to the beginning (as if no commit had reached Kafka).
-    rewind = Consumer(consumer_config(settings, group))
-    tps = [TopicPartition(settings.topic(t), p) for t in REDIS_TOPICS
-           for p in rewind.list_topics(settings.topic(t), timeout=10).topics[settings.topic(t)].partitions]
-    rewind.commit(offsets=[TopicPartition(tp.topic, tp.partition, 0) for tp in tps], asynchronous=False)
-    rewind.close()
+    # Rewind both lanes' groups to the beginning (as if no commit had reached Kafka).
+    for lane_group, topics in ((group, LIVE_TOPICS), (f"{group}-state", STATE_TOPICS)):
+        rewind = Consumer(consumer_config(settings, lane_group))
+        tps = [TopicPartition(settings.topic(t), p) for t in topics
+               for p in rewind.list_topics(settings.topic(t), timeout=10).topics[settings.topic(t)].partitions]
+        rewind.commit(offsets=[TopicPartition(tp.topic, tp.partition, 0) for tp in tps], asynchronous=False)
+        rewind.close()
 
     subscriber = Subscriber(settings)
     subscriber.start()
@@ -345,3 +348,56 @@ def test_chunks_in_flight_when_redis_lost_the_script(sink_settings, unique):
     sink.write(ticks.batch(CHUNK_RECORDS // 4, ticks.n))
     assert sink.stats.skipped == 0
     ticks.check_applied_once(sink)
+
+
+def test_the_live_lane_reads_exactly_the_topics_published_to_socket_rooms():
+    """A record of a live-lane topic is published; a state-lane one only sets a latest value.
+    So nothing a socket client waits for shares a consumer (and its fetches) with the rest."""
+    assert sorted(LIVE_TOPICS + STATE_TOPICS) == sorted(REDIS_TOPICS) == sorted(ROUTES)
+    data = {"product": "NIFTY", "expiry": "2026-12-31", "interval": "1m", "event_id": "e"}
+    for topic in REDIS_TOPICS:
+        record = SinkRecord(topic, topic, 0, 0, None, b"{}", data, {"timestamp": T0, "start_time": T0})
+        published = ROUTES[topic](record).publish is not None
+        assert published == (topic in LIVE_TOPICS), topic
+
+
+def test_the_lanes_share_the_offsets_and_only_the_live_lane_fetches_sooner():
+    embedded, kafka = Settings(_env_file=None), Settings(_env_file=None, kafka_bootstrap="k:9092")
+    wait = "fetch.wait.max.ms"
+    live, state = lanes = redis_lanes(embedded, "g", threading.Event())
+    try:
+        assert (live.group_id, state.group_id) == ("g", "g-state")
+        assert set(live.decoders) == set(LIVE_TOPICS) and set(state.decoders) == set(STATE_TOPICS)
+        # One hash for both: a lane resumes from what Redis holds, whichever group committed.
+        assert live.sink.offsets_key == state.sink.offsets_key == "sink:offsets:g"
+        assert live._consumer_conf[wait] == EMBEDDED_LIVE_FETCH_WAIT_MS < EMBEDDED_FETCH_WAIT_MS
+        assert state._consumer_conf[wait] == EMBEDDED_FETCH_WAIT_MS
+    finally:
+        for lane in lanes:
+            lane.dlq.close()
+            lane.sink.close()
+    for lane in redis_lanes(kafka, "g", threading.Event()):
+        assert wait not in lane._consumer_conf  # real Kafka keeps its own
+        lane.dlq.close()
+        lane.sink.close()
+
+
+def test_a_lane_that_fails_stops_the_other_and_the_process_exits_non_zero():
+    class Lane:
+        def __init__(self, service: str, fail: bool) -> None:
+            self.service, self.fail, self.stopped = service, fail, False
+
+        def run(self) -> int:
+            if self.fail:
+                raise RuntimeError("boom")
+            stop.wait(30)
+            self.stopped = stop.is_set()
+            return 0
+
+    stop = threading.Event()
+    failing, other = Lane("a", fail=True), Lane("b", fail=False)
+    assert run_lanes([failing, other], stop) == 1
+    assert other.stopped
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()  # SIGTERM: both lanes drain and stop cleanly
+    assert run_lanes([Lane("a", False), Lane("b", False)], stop) == 0
