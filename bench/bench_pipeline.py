@@ -16,7 +16,8 @@ Stages (sustained = counted over the measured window, after a warm-up):
               inside the stored option_chains documents)
   websocket   quotes inside the chain_update messages a client receives (per client)
 Latency: a chain's event time (the feed stamps wall-clock time) to its arrival at a client,
-and to the newest quote stored in MongoDB (sampled twice a second). Prints; asserts nothing.
+and to the newest quote stored in MongoDB (sampled twice a second); with --breakdown also
+where chains leave Kafka and Redis on their way to the clients. Prints; asserts nothing.
 """
 from __future__ import annotations
 
@@ -38,13 +39,14 @@ import psutil
 import websockets
 from confluent_kafka import Consumer
 
-from deltastream.clients import consumer_config, end_offsets, mongo_client
+from deltastream.clients import consumer_config, end_offsets, live_fetch_wait, mongo_client, redis_client
 from deltastream.runtime.fleet import Fleet, process_usage
 from deltastream.runtime.stack import Stack, free_port, start_stack
 from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import DEFAULT_PRODUCTS, Settings
 from gateways.common.tokens import issue_token
 from schemas.topics import ANALYTICS_CHAIN, MARKET_OPTION_CHAINS, MARKET_OPTION_QUOTES, TOPICS
+from sinks.redis_sink import CH_CHAIN
 
 STAGES = ("feed", "processors", "mongodb", "websocket")
 PROCESSES = ("processor", "sink-mongo", "sink-redis", "socket", "feed")
@@ -59,6 +61,9 @@ class Level:
     mongo_lag_ms: list[float] = field(default_factory=list)
     usage: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (CPU %, RSS MiB)
     deliveries: int = 0
+    # --breakdown: the same latency where a chain leaves Kafka ("kafka": a reader like the
+    # Redis sink's live lane) and Redis ("redis": a pub/sub subscriber like the gateway)
+    tap_ms: dict[str, list[float]] = field(default_factory=dict)
     machine_busy: float = float("nan")  # share of all cores busy over the window
     errors: list[str] = field(default_factory=list)
 
@@ -136,6 +141,69 @@ class Clients:
         await asyncio.gather(*(self._client() for _ in range(self.count)))
 
 
+class Taps:
+    """Where the time goes: a chain's event time to its arrival at a Kafka reader of the chain
+    topic configured as the Redis sink's live lane (the feed and the broker hop), and at a
+    Redis subscriber of the channel the gateway listens to (plus the sink's decode, write and
+    PUBLISH), each in a thread of the bench."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.measuring = False
+        self.ms: dict[str, list[float]] = {"kafka": [], "redis": []}
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._guard(f), daemon=True) for f in (self._kafka, self._redis)]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+    def _guard(self, run):
+        def guarded() -> None:
+            try:
+                run()
+            except Exception as exc:  # noqa: BLE001 - reported in the table
+                self.errors.append(f"tap {run.__name__}: {type(exc).__name__}: {exc}")
+        return guarded
+
+    def _kafka(self) -> None:
+        consumer = Consumer(consumer_config(self.settings, f"bench-tap-{uuid.uuid4().hex[:6]}",
+                                            **{"auto.offset.reset": "latest", **live_fetch_wait(self.settings)}))
+        consumer.subscribe([self.settings.topic(MARKET_OPTION_CHAINS)])
+        try:
+            while not self._stop.is_set():
+                # consume(n, t) waits for n messages or t: wait for one, then take what is there
+                messages = consumer.consume(1, 0.2)
+                for msg in messages + (consumer.consume(1000, 0) if messages else []):
+                    if self.measuring and msg.error() is None:
+                        self.ms["kafka"].append(time.time() * 1000 - msg.timestamp()[1])
+        finally:
+            consumer.close()
+
+    def _redis(self) -> None:
+        client = redis_client(self.settings)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(CH_CHAIN)
+        try:
+            while not self._stop.is_set():
+                message = pubsub.get_message(timeout=0.2)
+                if message is None or not self.measuring:
+                    continue
+                now = time.time()
+                stamp = orjson.loads(message["data"])["data"]["timestamp"]
+                sent = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+                self.ms["redis"].append((now - sent.timestamp()) * 1000)
+        finally:
+            pubsub.close()
+            client.close()
+
+
 def wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -146,7 +214,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup: float,
               clients: int, products: list[str], expiries: int, strikes: int, redis_db: int,
-              quote_records: bool = True) -> Level:
+              quote_records: bool = True, breakdown: bool = False) -> Level:
     per_snapshot = len(products) * expiries * quotes_per_chain(strikes)
     unique = uuid.uuid4().hex[:8]
     settings = stack.with_settings(
@@ -171,9 +239,12 @@ def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup:
         fleet.start(name)
     token, _ = issue_token(settings, "bench", "access")
     ws = Clients(f"ws://{settings.host}:{settings.socket_port}/ws?token={token}", products, clients)
+    taps = Taps(settings) if breakdown else None
     try:
         wait_for(lambda: _listening(settings.socket_port), 60, "the socket gateway")
         ws.start()
+        if taps is not None:
+            taps.start()
         time.sleep(12)  # the worker joins its group (about half the session timeout on Tansu)
         fleet.start("feed")
         time.sleep(warmup)
@@ -182,6 +253,8 @@ def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup:
         machine0 = psutil.cpu_times()
         t0 = time.monotonic()
         ws.measuring = True
+        if taps is not None:
+            taps.measuring = True
         while time.monotonic() - t0 < duration:
             stored = db.option_quotes if quote_records else db.option_chains
             newest = stored.find_one({}, {"timestamp": 1}, sort=[("timestamp", -1)])
@@ -190,6 +263,9 @@ def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup:
                 level.mongo_lag_ms.append((dt.datetime.now(dt.timezone.utc) - stamp).total_seconds() * 1000)
             time.sleep(0.5)
         ws.measuring = False
+        if taps is not None:
+            taps.measuring = False
+            level.tap_ms = taps.ms
         elapsed = time.monotonic() - t0
         cpu1 = fleet.usage() | process_usage(stack.processes)
         machine1 = psutil.cpu_times()
@@ -202,9 +278,11 @@ def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup:
         level.deliveries = ws.chains
         level.usage = {n: (100 * (cpu1[n][0] - cpu0[n][0]) / elapsed, cpu1[n][1])
                        for n in cpu1 if n in cpu0}
-        level.errors = ws.errors + [f"{n} exited" for n in PROCESSES if not fleet.alive(n)]
+        level.errors = ws.errors + (taps.errors if taps is not None else []) + [f"{n} exited" for n in PROCESSES if not fleet.alive(n)]
     finally:
         ws.stop()
+        if taps is not None:
+            taps.stop()
         fleet.stop_all(timeout=20)
         db.client.drop_database(settings.mongo_db)
         db.client.close()
@@ -240,6 +318,14 @@ def report(levels: list[Level], clients: int) -> None:
               f" {max(lv.ws_latency_ms, default=float('nan')):>7.0f}"
               f" {lv.pct(lv.mongo_lag_ms, .5):>9.0f} {lv.pct(lv.mongo_lag_ms, .99):>9.0f}  {lv.saturated or '-'}")
     print(f"(sustained option quotes/s per stage; websocket per client, {clients} clients; latencies in ms)")
+    if any(lv.tap_ms for lv in levels):
+        print("\nwhere the time goes (a chain's event time to its arrival; p50 / p99 / max ms):")
+        for lv in levels:
+            legs = {"out of Kafka": lv.tap_ms.get("kafka", []), "out of Redis": lv.tap_ms.get("redis", []),
+                    "at a client": lv.ws_latency_ms}
+            print(f"{lv.offered:>11,.0f}  " + "   ".join(
+                f"{name} {lv.pct(v, .5):.0f} / {lv.pct(v, .99):.0f} / {max(v, default=float('nan')):.0f}"
+                for name, v in legs.items()))
     last = levels[-1]
     print("\nper process at {:,.0f} quotes/s: ".format(last.offered)
           + ", ".join(f"{n} {cpu:.0f}% CPU {rss:.0f} MiB" for n, (cpu, rss) in sorted(last.usage.items()))
@@ -261,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chains-only", action="store_true",
                         help="the feed publishes chain snapshots only (no market.option_quotes records): "
                              "quotes travel inside the chains, one Kafka record per chain")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time chains where they leave Kafka and Redis (one more reader of each)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' data and the process logs")
     parser.add_argument("--max", action="store_true",
                         help=f"double the rate from --rate until a stage saturates or p99 > {LATENCY_TARGET_MS:.0f} ms")
@@ -281,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"({len(products)} products x {args.expiries} expiries x {quotes_per_chain(args.strikes)} quotes)",
                   flush=True)
             level = run_level(stack, Path(tmp), rate, args.duration, args.warmup, args.clients, products,
-                              args.expiries, args.strikes, db, quote_records=not args.chains_only)
+                              args.expiries, args.strikes, db, quote_records=not args.chains_only,
+                              breakdown=args.breakdown)
             levels.append(level)
             print("   sustained: " + ", ".join(f"{s} {level.sustained[s]:,.0f}/s" for s in STAGES)
                   + f"; ws p99 {level.pct(level.ws_latency_ms, .99):.0f} ms", flush=True)
