@@ -158,7 +158,8 @@ class Taps:
         self.ms: dict[str, list[float]] = {"kafka": [], "redis": []}
         self.errors: list[str] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._guard(f), daemon=True) for f in (self._kafka, self._redis)]
+        self._threads = [threading.Thread(target=self._guard(f), daemon=True)
+                         for f in (self._kafka, self._redis)]
 
     def start(self) -> None:
         for t in self._threads:
@@ -178,8 +179,9 @@ class Taps:
         return guarded
 
     def _kafka(self) -> None:
-        consumer = Consumer(consumer_config(self.settings, f"bench-tap-{uuid.uuid4().hex[:6]}",
-                                            **{"auto.offset.reset": "latest", **live_fetch_wait(self.settings)}))
+        conf = consumer_config(self.settings, f"bench-tap-{uuid.uuid4().hex[:6]}",
+                               **{"auto.offset.reset": "latest", **live_fetch_wait(self.settings)})
+        consumer = Consumer(conf)
         consumer.subscribe([self.settings.topic(MARKET_OPTION_CHAINS)])
         try:
             while not self._stop.is_set():
@@ -282,7 +284,8 @@ def run_level(stack: Stack, workdir: Path, rate: float, duration: float, warmup:
         level.deliveries = ws.chains
         level.usage = {n: (100 * (cpu1[n][0] - cpu0[n][0]) / elapsed, cpu1[n][1])
                        for n in cpu1 if n in cpu0}
-        level.errors = ws.errors + (taps.errors if taps is not None else []) + [f"{n} exited" for n in PROCESSES if not fleet.alive(n)]
+        level.errors = (ws.errors + (taps.errors if taps is not None else [])
+                        + [f"{n} exited" for n in PROCESSES if not fleet.alive(n)])
     finally:
         ws.stop()
         if taps is not None:
