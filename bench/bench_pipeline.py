@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import asyncio
-import datetime as dt
 import json
 import shutil
 import tempfile
@@ -47,6 +46,7 @@ from deltastream.runtime.topics import ensure_topics
 from deltastream.settings import DEFAULT_PRODUCTS, Settings
 from gateways.common.tokens import issue_token
 from schemas.topics import ANALYTICS_CHAIN, MARKET_OPTION_CHAINS, MARKET_OPTION_QUOTES, TOPICS
+from sinks.decode import parse_time
 from sinks.redis_sink import CH_CHAIN
 
 STAGES = ("feed", "processors", "mongodb", "websocket")
@@ -136,7 +136,7 @@ class Clients:
                     if self.measuring:
                         self.chains += 1
                         data = msg["data"]
-                        sent = dt.datetime.fromisoformat(data["timestamp"].replace("Z", "+00:00")).timestamp()
+                        sent = parse_time(data["timestamp"], "timestamp").timestamp()
                         self.latencies.append((now - sent) * 1000)
                         self.newest = (data["event_id"], data["calls"][-1]["event_id"], sent)
         except Exception as exc:  # noqa: BLE001 - reported in the table
@@ -203,8 +203,7 @@ class Taps:
                 if message is None or not self.measuring:
                     continue
                 now = time.time()
-                stamp = orjson.loads(message["data"])["data"]["timestamp"]
-                sent = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+                sent = parse_time(orjson.loads(message["data"])["data"]["timestamp"], "timestamp")
                 self.ms["redis"].append((now - sent.timestamp()) * 1000)
         finally:
             pubsub.close()
@@ -314,7 +313,8 @@ def _mongo_latency(stored, newest: tuple[str, str, float] | None, quote_records:
 
 
 def _own_usage() -> dict[str, tuple[float, float]]:
-    """The bench process itself (the WebSocket clients' thread, the MongoDB polling)."""
+    """The bench process itself (the WebSocket clients' thread, the MongoDB latency reads,
+    --breakdown's taps)."""
     me = psutil.Process()
     times = me.cpu_times()
     return {"bench": (times.user + times.system, me.memory_info().rss / 2**20)}

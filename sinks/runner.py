@@ -8,8 +8,10 @@ A batch is up to `sink_batch_size` messages, cut after `sink_max_latency_ms` at 
 an `eager` sink (Redis, with `sink_eager`) cuts it at once when the consumer has caught up
 (nothing more queued locally) while the writer is idle: a quiet stream is written as it
 arrives, a busy one in batches that grow while the writer works (the 250 ms wait for a
-partly filled batch was most of the feed → WebSocket latency). A sink that is not eager (MongoDB)
-fetches with a longer wait on the embedded broker (`deltastream.clients.bulk_fetch_wait`).
+partly filled batch was most of the feed → WebSocket latency). A sink that is not eager
+(MongoDB) fetches with a longer wait on the embedded broker (`deltastream.clients.
+bulk_fetch_wait`); callers pass other consumer settings as `consumer_overrides` (the Redis
+sink's live lane: `live_fetch_wait`).
 Each message is decoded (`sinks.decode`); poison (bad JSON, schema violation) goes to the
 DLQ with its reason and offsets. Then, in the writer thread:
 1. the DLQ records are produced and acknowledged;
