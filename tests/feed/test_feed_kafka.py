@@ -13,6 +13,7 @@ import jsonschema
 from confluent_kafka import Consumer
 
 from deltastream.clients import consumer_config
+from producers.feed.publisher import FeedPublisher
 from producers.feed.run import FeedOptions, run_feed
 from schemas.topics import MARKET_OPTION_CHAINS, MARKET_OPTION_QUOTES, MARKET_UNDERLYING
 
@@ -81,3 +82,23 @@ def test_feed_command_rejects_unknown_product(stack, tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "unknown product 'DOGE'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_real_time_snapshot_is_sent_at_once_not_after_the_linger(stack, unique):
+    """On the wall clock each snapshot is flushed as soon as it is produced: with a linger far
+    longer than the test, its records are acknowledged while the feed still runs."""
+    settings = stack.with_settings(topic_prefix=f"t{unique}.", products=["NIFTY"], feed_interval=0.2,
+                                   feed_strikes_per_side=1, feed_expiries=1, feed_publish_quotes=False)
+    publisher, stop = FeedPublisher(settings, publish_quotes=False, **{"linger.ms": 60_000}), threading.Event()
+    feeder = threading.Thread(target=run_feed, args=(settings, FeedOptions(progress_every=1e9)),
+                              kwargs=dict(stop=stop, publisher=publisher), daemon=True)
+    feeder.start()
+    try:
+        deadline = time.monotonic() + 30
+        while publisher.stats.delivered < 4 and time.monotonic() < deadline:  # two snapshots
+            time.sleep(0.05)
+        assert publisher.stats.delivered >= 4, publisher.stats
+        assert feeder.is_alive()  # acknowledged while running, not by the flush at exit
+    finally:
+        stop.set()
+        feeder.join(30)
