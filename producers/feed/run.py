@@ -16,7 +16,7 @@ from producers.feed.publisher import FeedPublisher, PublishStats
 from producers.feed.synthetic import SyntheticMarket, SyntheticProvider
 
 log = logging.getLogger("deltastream.feed")
-SEND_NOW_WAIT = 0.05  # seconds a real-time snapshot waits for its acknowledgements at most
+SNAPSHOT_FLUSH_WAIT = 0.05  # seconds a real-time snapshot waits for its acknowledgements at most
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def run_feed(settings: Settings, options: FeedOptions = FeedOptions(),
                 # away: nothing more to batch it with, so it goes now, not after the linger
                 # (librdkafka ignores linger.ms while flushing; feed -> WebSocket p50 at 10k
                 # quotes/s: -3.5 ms). What is not acknowledged in time stays queued.
-                publisher.flush(min(SEND_NOW_WAIT, settings.feed_interval / 2))
+                publisher.flush(min(SNAPSHOT_FLUSH_WAIT, settings.feed_interval / 2))
             count += 1
             if options.snapshots is not None and count >= options.snapshots:
                 break
